@@ -1,0 +1,110 @@
+"""Hyperparameters, validated per algorithm: an unknown key or a bad value is an error naming it.
+
+In the CRD ``spec.hyperparameters`` is a free-form object (its shape depends on ``algorithm``); these
+models are what validates it, in the operator before any Job is created and again in the trainer.
+Keys are camelCase like every other field of a Kubernetes resource.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from clm_operator.api.common import CamelModel
+
+
+class XGBoostHyperparameters(CamelModel):
+    n_estimators: int = Field(default=200, ge=1, le=10000)
+    max_depth: int = Field(default=4, ge=1, le=16)
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    subsample: float = Field(default=0.8, gt=0, le=1)
+    colsample_bytree: float = Field(default=0.8, gt=0, le=1)
+    min_child_weight: float = Field(default=1.0, ge=0)
+    reg_lambda: float = Field(default=1.0, ge=0)
+    reg_alpha: float = Field(default=0.0, ge=0)
+    gamma: float = Field(default=0.0, ge=0)
+
+
+class LightGBMHyperparameters(CamelModel):
+    n_estimators: int = Field(default=200, ge=1, le=10000)
+    num_leaves: int = Field(default=15, ge=2, le=4096)
+    max_depth: int = Field(default=-1, ge=-1, le=64, description="-1 means no limit")
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    subsample: float = Field(default=0.8, gt=0, le=1)
+    colsample_bytree: float = Field(default=0.8, gt=0, le=1)
+    min_child_samples: int = Field(default=20, ge=1)
+    reg_lambda: float = Field(default=0.0, ge=0)
+    reg_alpha: float = Field(default=0.0, ge=0)
+
+
+class _DeepTrainingHyperparameters(CamelModel):
+    max_epochs: int = Field(default=30, ge=1, le=10000)
+    batch_size: int = Field(default=256, ge=1, le=65536)
+    learning_rate: float = Field(default=1e-3, gt=0, le=1)
+    patience: int = Field(default=5, ge=1, le=1000, description="early-stopping patience in epochs")
+    validation_fraction: float = Field(default=0.2, gt=0, lt=0.9)
+    weight_decay: float = Field(default=0.0, ge=0)
+    mixed_precision: bool = Field(default=True, description="AMP on CUDA; ignored on CPU")
+
+
+class NHiTSHyperparameters(_DeepTrainingHyperparameters):
+    """N-HiTS (Challu et al., 2023). Defaults close to the paper."""
+
+    input_size_multiplier: int = Field(default=5, ge=1, le=100,
+                                       description="input window = multiplier x forecast horizon")
+    pool_kernel_sizes: list[int] = Field(default_factory=lambda: [2, 2, 1], min_length=1, max_length=8)
+    freq_downsample: list[int] = Field(default_factory=lambda: [4, 2, 1], min_length=1, max_length=8)
+    blocks_per_stack: int = Field(default=1, ge=1, le=8)
+    mlp_units: int = Field(default=512, ge=4, le=4096)
+    mlp_layers: int = Field(default=2, ge=1, le=8)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+
+
+class PatchTSTHyperparameters(_DeepTrainingHyperparameters):
+    """PatchTST (Nie et al., ICLR 2023). Small-data defaults."""
+
+    input_size: int = Field(default=96, ge=8, le=4096)
+    patch_len: int = Field(default=16, ge=1, le=512)
+    stride: int = Field(default=8, ge=1, le=512)
+    d_model: int = Field(default=64, ge=4, le=1024)
+    n_heads: int = Field(default=4, ge=1, le=64)
+    n_layers: int = Field(default=3, ge=1, le=12)
+    d_ff: int = Field(default=128, ge=4, le=8192)
+    dropout: float = Field(default=0.2, ge=0, lt=1)
+
+
+HYPERPARAMETER_MODELS: dict[str, type[CamelModel]] = {
+    "xgboost": XGBoostHyperparameters,
+    "lightgbm": LightGBMHyperparameters,
+    "nhits": NHiTSHyperparameters,
+    "patchtst": PatchTSTHyperparameters,
+}
+
+
+class HyperparameterError(ValueError):
+    """A hyperparameter problem, with the dotted field path and how to fix it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.detail = message
+
+
+def validate_hyperparameters(algorithm: str, values: dict[str, Any]) -> CamelModel:
+    """Parse ``values`` with the algorithm's model; raise HyperparameterError naming the bad key."""
+    model = HYPERPARAMETER_MODELS.get(algorithm)
+    if model is None:
+        known = ", ".join(sorted(HYPERPARAMETER_MODELS))
+        raise HyperparameterError("spec.algorithm", f"unknown algorithm {algorithm!r}; use one of: {known}")
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        allowed = ", ".join(sorted(f.alias or n for n, f in model.model_fields.items()))
+        if first["type"] == "extra_forbidden":
+            hint = f"unknown hyperparameter for {algorithm}; allowed keys: {allowed}"
+        else:
+            hint = f"{first['msg']} (got {first.get('input')!r})"
+        raise HyperparameterError(f"spec.hyperparameters.{key}", hint) from exc

@@ -1,0 +1,51 @@
+"""Backtest metrics, promotion criteria and the evaluation verdict (shared by trainer and operator)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from clm_operator.api.common import CamelModel
+
+
+class BacktestMetrics(CamelModel):
+    """Out-of-sample walk-forward backtest metrics; conventions in DESIGN.md section 6.4.
+
+    Sharpe/Sortino: per-bar arithmetic net returns x sqrt(periodsPerYear). maxDrawdown: positive
+    fraction of the compounded equity curve. winRate: share of closed trades with positive net return.
+    profitFactor: sum of positive / |sum of negative| trade returns (inf when no losing trade).
+    psr / dsr: probabilistic / deflated Sharpe ratio on daily-aggregated returns.
+    """
+
+    sharpe: float
+    sortino: float
+    max_drawdown: float = Field(ge=0)
+    win_rate: float = Field(ge=0, le=1)
+    profit_factor: float = Field(ge=0)
+    trades: int = Field(ge=0)
+    total_return: float
+    exposure: float = Field(ge=0, le=1)
+    psr: float = Field(ge=0, le=1)
+    dsr: float = Field(ge=0, le=1)
+    bars: int = Field(ge=0)
+    periods_per_year: float = Field(gt=0)
+    n_trials: int = Field(default=1, ge=1)
+
+
+class Criteria(CamelModel):
+    """Promotion criteria. Defaults are those of the system this replaces (DESIGN.md section 4)."""
+
+    min_sharpe: float = 1.0
+    min_win_rate: float = Field(default=0.52, ge=0, le=1)
+    min_profit_factor: float = Field(default=1.3, ge=0)
+    max_drawdown: float = Field(default=0.15, ge=0, le=1)
+    min_trades: int = Field(default=50, ge=0)
+    min_dsr: float | None = Field(default=None, ge=0, le=1,
+                                  description="Optional: minimum deflated Sharpe ratio (0-1).")
+
+
+class EvaluationResult(CamelModel):
+    """The verdict of the criteria on one model's backtest metrics."""
+
+    passed: bool
+    score: float = Field(ge=0, le=100)
+    failed_criteria: list[str] = Field(default_factory=list)

@@ -1,0 +1,1 @@
+"""clm-trainer: data -> features -> model -> walk-forward backtest -> metrics -> artifact."""
