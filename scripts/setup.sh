@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything the project needs, from the project's own files, into .venv (idempotent).
+# torch first: the pinned CPU wheel; any other torch request would pull gigabytes of CUDA.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+python="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+.venv/bin/python -c 'import torch' 2>/dev/null || "${pip[@]}" install "torch==2.13.0"
+"${pip[@]}" install -e ".[trainer,dev]" 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c 'import clm_operator, clm_trainer, xgboost, kopf, kmock' # fails loudly if the install did not
+PYTHON=.venv/bin/python scripts/install-k8s-tools.sh >/dev/null
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+      || echo "warning: could not install promtool (Debian package prometheus); alert tests will fail" >&2
+  else
+    echo "warning: promtool missing: run 'sudo apt-get install prometheus' for the alert tests" >&2
+  fi
+fi
