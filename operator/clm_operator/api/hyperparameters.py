@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from clm_operator.api.common import CamelModel
 
@@ -39,20 +39,34 @@ class LightGBMHyperparameters(CamelModel):
 
 
 class _DeepTrainingHyperparameters(CamelModel):
+    """Training-loop settings shared by the PyTorch forecasters (clm_trainer.models.deep)."""
+
     max_epochs: int = Field(default=30, ge=1, le=10000)
     batch_size: int = Field(default=256, ge=1, le=65536)
     learning_rate: float = Field(default=1e-3, gt=0, le=1)
     patience: int = Field(default=5, ge=1, le=1000, description="early-stopping patience in epochs")
-    validation_fraction: float = Field(default=0.2, gt=0, lt=0.9)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=0.9,
+                                       description="last share of the training windows (time order) used "
+                                                   "for early stopping")
     weight_decay: float = Field(default=0.0, ge=0)
     mixed_precision: bool = Field(default=True, description="AMP on CUDA; ignored on CPU")
+    loss: str = Field(default="mse", pattern=r"^(mse|mae|huber)$",
+                      description="training loss on the normalised forecast: mse | mae | huber")
+    gradient_clip_norm: float = Field(default=1.0, ge=0, description="0 disables gradient clipping")
 
 
 class NHiTSHyperparameters(_DeepTrainingHyperparameters):
-    """N-HiTS (Challu et al., 2023). Defaults close to the paper."""
+    """N-HiTS (Challu et al., AAAI 2023, arXiv:2201.12886). Defaults close to the paper.
+
+    One stack per entry of ``poolKernelSizes`` / ``freqDownsample`` (same length): stack s max-pools
+    its input with kernel ``poolKernelSizes[s]`` and emits ``max(horizon // freqDownsample[s], 1)``
+    forecast knots, linearly interpolated to the horizon.
+    """
 
     input_size_multiplier: int = Field(default=5, ge=1, le=100,
                                        description="input window = multiplier x forecast horizon")
+    input_size: int | None = Field(default=None, ge=2, le=4096,
+                                   description="explicit input window in bars; overrides the multiplier")
     pool_kernel_sizes: list[int] = Field(default_factory=lambda: [2, 2, 1], min_length=1, max_length=8)
     freq_downsample: list[int] = Field(default_factory=lambda: [4, 2, 1], min_length=1, max_length=8)
     blocks_per_stack: int = Field(default=1, ge=1, le=8)
@@ -60,11 +74,27 @@ class NHiTSHyperparameters(_DeepTrainingHyperparameters):
     mlp_layers: int = Field(default=2, ge=1, le=8)
     dropout: float = Field(default=0.0, ge=0, lt=1)
 
+    @field_validator("pool_kernel_sizes", "freq_downsample")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(v < 1 for v in value):
+            raise ValueError("every entry must be an integer >= 1")
+        return value
+
+    @field_validator("freq_downsample")
+    @classmethod
+    def _one_per_stack(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        kernels = info.data.get("pool_kernel_sizes")
+        if kernels is not None and len(kernels) != len(value):
+            raise ValueError(f"needs one entry per stack, like poolKernelSizes ({len(kernels)} entries), "
+                             f"got {len(value)}")
+        return value
+
 
 class PatchTSTHyperparameters(_DeepTrainingHyperparameters):
-    """PatchTST (Nie et al., ICLR 2023). Small-data defaults."""
+    """PatchTST (Nie et al., ICLR 2023, arXiv:2211.14730). Defaults sized for small data sets."""
 
-    input_size: int = Field(default=96, ge=8, le=4096)
+    input_size: int = Field(default=96, ge=8, le=4096, description="look-back window in bars")
     patch_len: int = Field(default=16, ge=1, le=512)
     stride: int = Field(default=8, ge=1, le=512)
     d_model: int = Field(default=64, ge=4, le=1024)
@@ -72,6 +102,26 @@ class PatchTSTHyperparameters(_DeepTrainingHyperparameters):
     n_layers: int = Field(default=3, ge=1, le=12)
     d_ff: int = Field(default=128, ge=4, le=8192)
     dropout: float = Field(default=0.2, ge=0, lt=1)
+    head_dropout: float = Field(default=0.0, ge=0, lt=1)
+    norm: str = Field(default="batch", pattern=r"^(batch|layer)$",
+                      description="normalisation in the encoder: batch (as the paper) or layer")
+    revin: bool = Field(default=True, description="reversible instance normalisation of each window")
+
+    @field_validator("patch_len")
+    @classmethod
+    def _patch_fits(cls, value: int, info: ValidationInfo) -> int:
+        size = info.data.get("input_size")
+        if size is not None and value > size:
+            raise ValueError(f"must be <= inputSize ({size})")
+        return value
+
+    @field_validator("n_heads")
+    @classmethod
+    def _heads_divide(cls, value: int, info: ValidationInfo) -> int:
+        d_model = info.data.get("d_model")
+        if d_model is not None and d_model % value != 0:
+            raise ValueError(f"must divide dModel ({d_model}); e.g. 4 or 8")
+        return value
 
 
 HYPERPARAMETER_MODELS: dict[str, type[CamelModel]] = {

@@ -30,6 +30,7 @@ class SeriesData:
     horizon_bars: int
     bar_returns: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
     # bar_returns[t] = close[t]/close[t-1]-1 (0 for t=0): what a position held over bar t earns
+    target_kind: str = "sign"  # spec.target.kind: "sign" (classify up/down) or "return" (regress it)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,26 @@
+"""Which old ModelVersions to delete (DESIGN.md 3, Model.spec.retention). Pure.
+
+Only Retired and Failed versions are ever pruned, newest kept first. Never a serving or possibly
+serving version (Production, Shadow, Candidate), never one still Training, and never the rollback
+target (status.previousProductionVersion) nor the version the spec pins: deleting those would turn a
+one-line rollback into a retraining.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from clm_operator.domain.policy import FAILED, RETIRED, VersionView
+
+PRUNABLE_STAGES = frozenset({RETIRED, FAILED})
+
+
+def versions_to_delete(versions: Sequence[VersionView], keep: int,
+                       protected: Iterable[str | None] = ()) -> list[VersionView]:
+    """The prunable versions beyond the newest ``keep`` (returned newest first)."""
+    if keep < 0:
+        raise ValueError(f"spec.retention.keepVersions must be >= 0 (got {keep})")
+    guard = {p for p in protected if p}
+    prunable = [v for v in versions if v.stage in PRUNABLE_STAGES and not (guard & {v.version, v.name})]
+    prunable.sort(key=lambda v: v.version, reverse=True)
+    return prunable[keep:]

@@ -1,0 +1,267 @@
+"""The Alertmanager webhook: firing alerts become TrainingJobs (DESIGN.md section 4, triggers).
+
+Served by the operator (aiohttp, started from a kopf startup handler) on CLM_WEBHOOK_PORT (default
+8443, plain HTTP behind the Service; TLS is the ingress' or mesh's job) at POST /alertmanager.
+
+Authentication: ``Authorization: Bearer <token>``, the token read from the file CLM_WEBHOOK_TOKEN_FILE
+(a mounted Secret; re-read on every request so a rotated Secret applies without a restart) or from
+CLM_WEBHOOK_TOKEN. With neither configured every request is refused: an open endpoint that starts GPU
+jobs is never the default.
+
+An alert is used when it is firing and labelled ``clm_model`` (plus ``namespace``, else
+CLM_WEBHOOK_NAMESPACE; plus ``clm_trigger`` drift|performance|regime, else derived from ``alertname``).
+A run is created from the Model's template with that trigger unless the Model's triggers disable it,
+or a run of that Model with that trigger is still running (deduplicated).
+
+Results (one per request in ``clm_webhook_requests_total{result}``): unauthorized (401), malformed
+(400), accepted (a run was created), deduplicated (all wanted runs were already running), ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+from clm_operator.domain import schedule as schedule_domain
+from clm_operator.domain.lifecycle import is_finished, training_job_phase
+from clm_operator.handlers.common import MODELS, TRAINING_JOBS, emit, runtime
+from clm_operator.k8s import custom_path
+from clm_operator.observability import events
+from clm_operator.observability import metrics as m
+
+log = logging.getLogger("clm_operator.webhook")
+
+PATH = "/alertmanager"
+PORT_ENV = "CLM_WEBHOOK_PORT"
+TOKEN_FILE_ENV = "CLM_WEBHOOK_TOKEN_FILE"
+TOKEN_ENV = "CLM_WEBHOOK_TOKEN"
+NAMESPACE_ENV = "CLM_WEBHOOK_NAMESPACE"
+HOST_ENV = "CLM_WEBHOOK_HOST"
+DEFAULT_PORT = 8443
+TRIGGERS = ("drift", "performance", "regime")
+MAX_BODY = 1024 * 1024
+
+
+class MalformedPayload(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AlertRequest:
+    namespace: str
+    model: str
+    trigger: str
+    key: str  # identifies the alert episode: fingerprint and start time
+    alertname: str
+    summary: str
+
+
+def trigger_from(labels: Mapping[str, Any]) -> str | None:
+    explicit = labels.get("clm_trigger")
+    if explicit:
+        return str(explicit) if explicit in TRIGGERS else None
+    name = str(labels.get("alertname", "")).lower()
+    if "drift" in name:
+        return "drift"
+    if "regime" in name:
+        return "regime"
+    if "perf" in name or "sharpe" in name:
+        return "performance"
+    return None
+
+
+def parse_payload(payload: Any, default_namespace: str | None) -> tuple[list[AlertRequest], list[str]]:
+    """(requests, reasons for alerts that were ignored). Raises MalformedPayload naming the field."""
+    if not isinstance(payload, dict):
+        raise MalformedPayload("the body must be a JSON object (Alertmanager webhook format, version 4)")
+    alerts = payload.get("alerts")
+    if not isinstance(alerts, list):
+        raise MalformedPayload("field 'alerts' must be a list of alerts")
+    requests: list[AlertRequest] = []
+    ignored: list[str] = []
+    for index, alert in enumerate(alerts):
+        if not isinstance(alert, dict) or not isinstance(alert.get("labels", {}), dict):
+            raise MalformedPayload(f"alerts[{index}] must be an object with a 'labels' object")
+        labels: dict[str, Any] = alert.get("labels") or {}
+        name = str(labels.get("alertname", f"alerts[{index}]"))
+        if alert.get("status", payload.get("status")) != "firing":
+            ignored.append(f"{name}: not firing")
+            continue
+        model = labels.get("clm_model")
+        if not model:
+            ignored.append(f"{name}: no clm_model label")
+            continue
+        namespace = labels.get("namespace") or default_namespace
+        if not namespace:
+            ignored.append(f"{name}: no namespace label and {NAMESPACE_ENV} is not set")
+            continue
+        trigger = trigger_from(labels)
+        if trigger is None:
+            ignored.append(f"{name}: set label clm_trigger to one of {', '.join(TRIGGERS)}")
+            continue
+        key = f"{alert.get('fingerprint', '')}@{alert.get('startsAt', '')}"
+        summary = str((alert.get("annotations") or {}).get("summary", ""))[:512]
+        requests.append(AlertRequest(str(namespace), str(model), trigger, key, name, summary))
+    return requests, ignored
+
+
+def expected_token(environ: Mapping[str, str] | None = None) -> str | None:
+    env = os.environ if environ is None else environ
+    path = env.get(TOKEN_FILE_ENV)
+    if path:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError:
+            log.error("cannot read the webhook token file %s: refusing every request", path)
+            return None
+        return token or None
+    return env.get(TOKEN_ENV) or None
+
+
+def authorized(header: str | None, token: str | None) -> bool:
+    if not token or not header or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header[len("Bearer "):].strip().encode(), token.encode())
+
+
+Processor = Callable[[list[AlertRequest]], Awaitable[dict[str, list[str]]]]
+
+
+def make_app(process: Processor, token: Callable[[], str | None] = expected_token,
+             default_namespace: str | None = None) -> web.Application:
+    async def alertmanager(request: web.Request) -> web.Response:
+        if not authorized(request.headers.get("Authorization"), token()):
+            m.WEBHOOK_REQUESTS.labels(result="unauthorized").inc()
+            return web.json_response({"error": "unauthorized: send 'Authorization: Bearer <token>' with the "
+                                               "token of the webhook Secret"}, status=401)
+        try:
+            raw = await request.content.read(MAX_BODY + 1)
+            if len(raw) > MAX_BODY:
+                raise MalformedPayload(f"body larger than {MAX_BODY} bytes")
+            requests, ignored = parse_payload(json.loads(raw or b"null"), default_namespace)
+        except (ValueError, UnicodeDecodeError) as error:  # MalformedPayload and JSONDecodeError
+            m.WEBHOOK_REQUESTS.labels(result="malformed").inc()
+            return web.json_response({"error": f"malformed Alertmanager payload: {error}"}, status=400)
+        outcome = await process(requests)
+        outcome["ignored"] = ignored + outcome.get("ignored", [])
+        if outcome.get("accepted"):
+            result = "accepted"
+        elif outcome.get("deduplicated"):
+            result = "deduplicated"
+        else:
+            result = "ignored"
+        m.WEBHOOK_REQUESTS.labels(result=result).inc()
+        return web.json_response({"result": result, **outcome})
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_post(PATH, alertmanager)
+    return app
+
+
+# ---------------------------------------------------------------------------------------------------
+# Turning alerts into TrainingJobs
+
+
+_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
+
+def _running(tj: dict[str, Any]) -> bool:
+    status = tj.get("status") or {}
+    phase = training_job_phase(status["conditions"]) if status.get("conditions") else \
+        str(status.get("phase") or "Pending")
+    return not is_finished(phase) and not tj["metadata"].get("deletionTimestamp")
+
+
+async def process_alerts(requests: list[AlertRequest]) -> dict[str, list[str]]:
+    kube, _ = runtime()
+    outcome: dict[str, list[str]] = {"accepted": [], "deduplicated": [], "ignored": []}
+    for req in requests:
+        key = (req.namespace, req.model, req.trigger)
+        lock = _locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            model = await kube.get(custom_path(MODELS, req.namespace, req.model))
+            if model is None:
+                outcome["ignored"].append(f"{req.alertname}: Model {req.namespace}/{req.model} not found")
+                continue
+            triggers = (model.get("spec") or {}).get("triggers") or {}
+            if (triggers.get(req.trigger) or {}).get("enabled", True) is False:
+                outcome["ignored"].append(f"{req.alertname}: spec.triggers.{req.trigger}.enabled is false")
+                continue
+            selector = (f"{schedule_domain.MODEL_LABEL}={req.model},"
+                        f"{schedule_domain.TRIGGER_LABEL}={req.trigger}")
+            running = [tj["metadata"]["name"]
+                       for tj in await kube.list(custom_path(TRAINING_JOBS, req.namespace), selector)
+                       if _running(tj)]
+            if running:
+                outcome["deduplicated"].append(f"{req.namespace}/{running[0]}")
+                continue
+            name = schedule_domain.triggered_run_name(req.model, req.trigger, req.key)
+            note = f"alert {req.alertname}" + (f": {req.summary}" if req.summary else "")
+            body = schedule_domain.training_job_for(model, name, req.trigger, "alertmanager", note=note)
+            _, created = await kube.create_or_get(custom_path(TRAINING_JOBS, req.namespace), body)
+            if not created:
+                outcome["deduplicated"].append(f"{req.namespace}/{name}")
+                continue
+            outcome["accepted"].append(f"{req.namespace}/{name}")
+            model.setdefault("apiVersion", body["apiVersion"])
+            model.setdefault("kind", "Model")
+            await emit(model, events.NORMAL, events.TRAINING_JOB_CREATED,
+                       f"{req.trigger} alert {req.alertname} started run {name}")
+    return outcome
+
+
+# ---------------------------------------------------------------------------------------------------
+# kopf wiring
+
+
+_runner: web.AppRunner | None = None
+
+
+def webhook_port(environ: Mapping[str, str] | None = None, flag: int | None = None) -> int:
+    """CLM_WEBHOOK_PORT when set, else ``clm-operator run --webhook-port``, else 8443; 0 disables."""
+    env = os.environ if environ is None else environ
+    raw = env.get(PORT_ENV) or str(DEFAULT_PORT if flag is None else flag)
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(f"{PORT_ENV}={raw!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{PORT_ENV}={raw!r} must be between 0 and 65535")
+    return port
+
+
+@kopf.on.startup()
+async def start_webhook(logger: kopf.Logger, **_: Any) -> None:
+    global _runner
+    from clm_operator.handlers.common import RUNTIME
+
+    port = webhook_port(flag=getattr(RUNTIME, "webhook_port", None))
+    if port == 0:
+        logger.info("Alertmanager webhook disabled (port 0)")
+        return
+    if expected_token() is None:
+        logger.warning(f"webhook: neither {TOKEN_FILE_ENV} nor {TOKEN_ENV} is set: every request gets 401")
+    app = make_app(process_alerts, default_namespace=os.environ.get(NAMESPACE_ENV) or None)
+    _runner = web.AppRunner(app, access_log=None)
+    await _runner.setup()
+    site = web.TCPSite(_runner, os.environ.get(HOST_ENV, "0.0.0.0"), port)
+    await site.start()
+    logger.info(f"Alertmanager webhook listening on :{port}{PATH}")
+
+
+@kopf.on.cleanup()
+async def stop_webhook(**_: Any) -> None:
+    global _runner
+    if _runner is not None:
+        await _runner.cleanup()
+        _runner = None

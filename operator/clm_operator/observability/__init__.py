@@ -1,0 +1,1 @@
+"""Prometheus metrics, Kubernetes Events and structured logs of the operator."""

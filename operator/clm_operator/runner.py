@@ -1,0 +1,119 @@
+"""``clm-operator run``: the operator process (kopf), its /healthz and its Prometheus /metrics.
+
+Flags:
+  --namespace NS (repeatable)   watch only these namespaces (namespaced RBAC is enough)
+  --all-namespaces              watch the whole cluster (the default when no --namespace is given and
+                                CLM_WATCH_NAMESPACES is empty)
+  --metrics-port 8080           prometheus-client /metrics (0 disables)
+  --health-port 8081            kopf's liveness endpoint /healthz (0 disables)
+  --webhook-port 8443           the Alertmanager webhook (served by handlers/webhook.py; 0 disables)
+  --resync-seconds 10           how often an unfinished TrainingJob is re-checked (startup timeout,
+                                missed events); also CLM_RESYNC_SECONDS
+  --log-level INFO, --log-format json|text
+
+Environment (OperatorConfig, domain/config.py; defaults in brackets):
+  CLM_TRAINER_IMAGE [ghcr.io/clm-dev/clm-trainer:0.1.0]   image of the trainer Jobs (spec.image wins)
+  CLM_IMAGE_PULL_POLICY [IfNotPresent]
+  CLM_OUTPUT_URI [s3://clm-models/models]                 storage root handed to the trainer
+  CLM_S3_ENDPOINT_URL [unset: AWS]                        S3-compatible endpoint (MinIO, moto, ...)
+  AWS_REGION [us-east-1], CLM_S3_PATH_STYLE [false]
+  CLM_S3_SECRET_NAME [clm-s3-credentials]                 Secret the trainer's credentials come from
+                                                          (secretKeyRef only; empty: pod identity)
+  CLM_S3_ACCESS_KEY_ID_KEY [AWS_ACCESS_KEY_ID], CLM_S3_SECRET_ACCESS_KEY_KEY [AWS_SECRET_ACCESS_KEY]
+  CLM_TRAINER_SERVICE_ACCOUNT [unset], CLM_JOB_TTL_SECONDS_AFTER_FINISHED [unset]
+  CLM_WATCH_NAMESPACES [unset]                            comma-separated, like repeated --namespace
+  CLM_CLOCK_FILE [unset]                                  a controllable "now" for tests (clock.py)
+  KUBECONFIG / in-cluster service account                 how the operator reaches the API server
+The operator reads manifest.json (the result's durable copy) with its own AWS_* credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+import kopf
+from prometheus_client import start_http_server
+
+from clm_operator.domain.config import ConfigError, OperatorConfig
+from clm_operator.observability.logging import configure
+
+log = logging.getLogger("clm_operator.runner")
+FINALIZER = "clm.dev/finalizer"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", action="append", default=[], metavar="NS",
+                       help="watch this namespace (repeatable)")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    parser.add_argument("--metrics-port", type=int, default=8080, help="/metrics port (0: off)")
+    parser.add_argument("--health-port", type=int, default=8081, help="/healthz port (0: off)")
+    parser.add_argument("--webhook-port", type=int, default=8443, help="Alertmanager webhook port (0: off)")
+    parser.add_argument("--resync-seconds", type=float,
+                        default=float(os.environ.get("CLM_RESYNC_SECONDS", "10")),
+                        help="re-check interval of unfinished TrainingJobs")
+    parser.add_argument("--log-level", default=os.environ.get("CLM_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-format", choices=("json", "text"),
+                        default=os.environ.get("CLM_LOG_FORMAT", "json"))
+
+
+def settings() -> kopf.OperatorSettings:
+    configured = kopf.OperatorSettings()
+    # Progress and diff-base live in our own annotations: the status schema is structural and would
+    # prune kopf's default status.kopf field, and a foreign annotation prefix confuses people.
+    configured.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="clm.dev")
+    configured.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="clm.dev", key="last-handled-configuration")
+    configured.persistence.finalizer = FINALIZER
+    # Our own Events carry the domain reasons; kopf posts only its warnings and errors.
+    configured.posting.level = logging.WARNING
+    configured.posting.reporting_component = "clm-operator"
+    configured.peering.standalone = True
+    configured.watching.server_timeout = 270
+    configured.watching.client_timeout = 300
+    configured.watching.connect_timeout = 10
+    configured.networking.request_timeout = 60
+    configured.networking.connect_timeout = 10
+    return configured
+
+
+def namespaces_from(args: argparse.Namespace) -> list[str]:
+    if args.all_namespaces:
+        return []
+    if args.namespace:
+        return list(args.namespace)
+    return [ns.strip() for ns in os.environ.get("CLM_WATCH_NAMESPACES", "").split(",") if ns.strip()]
+
+
+def main(args: argparse.Namespace) -> int:
+    configure(args.log_level, json_format=args.log_format == "json")
+    try:
+        config = OperatorConfig.from_env(os.environ)
+    except ConfigError as error:
+        print(f"clm-operator: bad configuration: {error}", file=sys.stderr)
+        return 2
+
+    from clm_operator.handlers import common
+
+    common.RUNTIME.config = config
+    common.RUNTIME.resync_seconds = args.resync_seconds
+    common.RUNTIME.webhook_port = args.webhook_port
+    os.environ["CLM_RESYNC_SECONDS"] = str(args.resync_seconds)  # read when the handlers register
+    import clm_operator.handlers  # noqa: F401  (registers every handler with kopf)
+
+    if args.metrics_port:
+        start_http_server(args.metrics_port)
+    namespaces = namespaces_from(args)
+    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    log.info("starting", extra={"namespaces": namespaces or "all", "metrics_port": args.metrics_port,
+                                "health_port": args.health_port, "output_uri": config.output_uri,
+                                "trainer_image": config.trainer_image})
+    asyncio.run(kopf.operator(
+        clusterwide=not namespaces, namespaces=namespaces, standalone=True, liveness_endpoint=liveness,
+        settings=settings(),
+    ))
+    return 0

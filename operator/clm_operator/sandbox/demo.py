@@ -1,0 +1,129 @@
+"""``clm-operator demo``: the whole loop on this machine, no cluster needed.
+
+Starts the sandbox (API server, Job executor, S3, the operator), applies ``examples/*.yaml`` with the real
+kubectl, waits until every TrainingJob has finished and a Model serves a production version (progress
+lines while waiting, a timeout), prints ``kubectl get tj,mv,mdl`` and ``kubectl clm status``, and stops
+everything. Market data named by an example's ``s3://bucket/key`` dataset is uploaded from the repository's
+``../shared/data`` when a file of that name is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clm_operator import GROUP, VERSION
+from clm_operator.sandbox.cluster import REPO_ROOT, S3_ACCESS_KEY, S3_SECRET_KEY, Sandbox
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--examples-dir", type=Path, default=REPO_ROOT / "examples",
+                        help="manifests to apply (default: examples/)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the results")
+    parser.add_argument("--max-parallel", type=int, default=2, help="training pods run at once")
+    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA,
+                        help="where files named by s3:// dataset URIs are found for upload")
+
+
+def _say(text: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def _documents(examples: list[Path]) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in examples:
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    return docs
+
+
+def _upload_datasets(sandbox: Sandbox, docs: list[dict[str, Any]], data_dir: Path) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=sandbox.s3.endpoint_url, region_name="us-east-1",
+                          aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=S3_SECRET_KEY)
+    for doc in docs:
+        spec = doc.get("spec") or {}
+        spec = spec.get("template", spec) if doc.get("kind") == "Model" else spec
+        uri = str(((spec.get("dataset") or {}).get("uri")) or "")
+        if not uri.startswith("s3://"):
+            continue
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        local = data_dir / Path(key).name
+        if not local.is_file():
+            _say(f"note: {uri} is not uploaded ({local} does not exist)")
+            continue
+        existing = [b["Name"] for b in client.list_buckets().get("Buckets", [])]
+        if bucket not in existing:
+            client.create_bucket(Bucket=bucket)
+        client.upload_file(str(local), bucket, key)
+        _say(f"uploaded {local.name} to {uri}")
+
+
+def _progress(sandbox: Sandbox) -> tuple[str, bool, list[str]]:
+    jobs = sandbox.list_objects(GROUP, VERSION, "trainingjobs")
+    models = sandbox.list_objects(GROUP, VERSION, "models")
+    phases = [f"{j['metadata']['name']}={(j.get('status') or {}).get('phase', 'Pending')}" for j in jobs]
+    served = [m["metadata"]["name"] for m in models if (m.get("status") or {}).get("productionVersion")]
+    jobs_done = bool(jobs) and all((j.get("status") or {}).get("phase") in TERMINAL_PHASES for j in jobs)
+    done = jobs_done and (bool(served) or not models)
+    line = f"trainingjobs: {', '.join(phases) or 'none yet'}; models with production: {served or 'none yet'}"
+    return line, done, served
+
+
+def main(args: argparse.Namespace) -> int:
+    examples = sorted(args.examples_dir.glob("*.yaml"))
+    if not examples:
+        _say(f"no manifests in {args.examples_dir}: nothing to demo")
+        return 1
+    docs = _documents(examples)
+    _say("starting the sandbox (API server, Job executor, S3 server, operator)...")
+    with Sandbox(operator=True, s3=True, max_parallel=args.max_parallel) as sandbox:
+        _say(f"API server {sandbox.url}; export KUBECONFIG={sandbox.kubeconfig}")
+        for namespace in sorted({str((d.get("metadata") or {}).get("namespace") or "default") for d in docs}):
+            sandbox.create_namespace(namespace, exist_ok=True)
+        _upload_datasets(sandbox, docs, args.data_dir)
+        for path in examples:
+            result = sandbox.kubectl("apply", "-f", str(path))
+            _say(f"kubectl apply -f {path.name}: {(result.stdout or result.stderr).strip()}")
+        deadline = time.monotonic() + args.timeout
+        last, done = "", False
+        served: list[str] = []
+        while time.monotonic() < deadline:
+            line, done, served = _progress(sandbox)
+            if line != last:
+                _say(line)
+                last = line
+            if done:
+                break
+            process = sandbox.operator_process
+            if process is not None and process.poll() is not None:
+                _say(f"the operator exited with {process.returncode}:\n{sandbox.operator_logs()[-3000:]}")
+                break
+            time.sleep(2.0)
+        if not done:
+            _say(f"not finished after {args.timeout:.0f}s (operator log: last lines below)")
+            print(sandbox.operator_logs()[-3000:], flush=True)
+        print(sandbox.kubectl("get", "tj,mv,mdl", "--all-namespaces").stdout, flush=True)
+        plugin = shutil.which("kubectl-clm", path=str(Path(sys.executable).parent)) or shutil.which("kubectl-clm")
+        if plugin is None:
+            _say("kubectl-clm is not installed: skipping `kubectl clm status`")
+        for model in served:
+            env = {**os.environ, "KUBECONFIG": str(sandbox.kubeconfig)}
+            namespace = next((str((d.get("metadata") or {}).get("namespace") or "default") for d in docs
+                              if d.get("kind") == "Model" and d["metadata"]["name"] == model), "default")
+            if plugin is not None:
+                status = subprocess.run([plugin, "status", model, "-n", namespace], env=env, capture_output=True,
+                                        text=True, check=False, timeout=60)
+                print(status.stdout or status.stderr, flush=True)
+        return 0 if done else 1

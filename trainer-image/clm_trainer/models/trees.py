@@ -1,0 +1,179 @@
+"""Gradient-boosted trees: XGBoost and LightGBM through their native APIs (no scikit-learn).
+
+Target kinds (``SeriesData.target_kind``):
+
+* ``sign``: binary classifier of "forward return > 0"; score = p(up) - 0.5.
+* ``return``: regression of the forward return; score = forecast / std of the training targets, so
+  ``evaluation.signalThreshold`` is in units of the target's typical size.
+
+Both are seeded and run with a fixed thread count, which makes CPU training deterministic.
+Artifacts are the libraries' own portable formats (XGBoost UBJSON, LightGBM text), never pickle.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from clm_operator.api.common import CamelModel
+from clm_operator.api.hyperparameters import LightGBMHyperparameters, XGBoostHyperparameters
+
+from clm_trainer.device import lightgbm_gpu_device_type, thread_count
+from clm_trainer.models.base import DeviceChoice, SeriesData
+
+
+def _labels(data: SeriesData, idx: np.ndarray) -> tuple[np.ndarray, float]:
+    """Training labels for ``idx`` and the scale used to turn regression forecasts into scores."""
+    target = data.target[idx]
+    if not np.isfinite(target).all():
+        raise ValueError("training rows must all have a label (finite target)")
+    if data.target_kind == "sign":
+        return (target > 0).astype("float64"), 1.0
+    scale = float(np.std(target))
+    return target, scale if scale > 0 else 1.0
+
+
+def _check_train(idx: np.ndarray) -> None:
+    if idx.size == 0:
+        raise ValueError("no training rows")
+
+
+class XGBoostTrainer:
+    algorithm = "xgboost"
+    artifact_format = "xgboost-ubj"
+
+    def __init__(self, hyperparameters: CamelModel, seed: int, device: DeviceChoice) -> None:
+        if not isinstance(hyperparameters, XGBoostHyperparameters):
+            raise TypeError(f"expected XGBoostHyperparameters, got {type(hyperparameters).__name__}")
+        self.hp = hyperparameters
+        self.seed = seed
+        self.device = device
+        self._booster: Any = None
+        self._scale = 1.0
+        self._kind = "sign"
+        self._feature_names: list[str] = []
+
+    def _params(self, kind: str) -> dict[str, Any]:
+        hp = self.hp
+        return {
+            "objective": "binary:logistic" if kind == "sign" else "reg:squarederror",
+            "eta": hp.learning_rate,
+            "max_depth": hp.max_depth,
+            "subsample": hp.subsample,
+            "colsample_bytree": hp.colsample_bytree,
+            "min_child_weight": hp.min_child_weight,
+            "lambda": hp.reg_lambda,
+            "alpha": hp.reg_alpha,
+            "gamma": hp.gamma,
+            "tree_method": "hist",
+            "device": "cuda" if self.device.kind == "cuda" else "cpu",
+            "nthread": thread_count(),
+            "seed": self.seed,
+            "verbosity": 0,
+        }
+
+    def fit(self, data: SeriesData, train_idx: np.ndarray) -> None:
+        import xgboost
+
+        _check_train(train_idx)
+        labels, self._scale = _labels(data, train_idx)
+        self._kind = data.target_kind
+        self._feature_names = list(data.feature_names)
+        matrix = xgboost.DMatrix(data.features[train_idx], label=labels, feature_names=self._feature_names,
+                                 missing=np.nan)
+        self._booster = xgboost.train(self._params(self._kind), matrix, num_boost_round=self.hp.n_estimators)
+
+    def predict(self, data: SeriesData, idx: np.ndarray) -> np.ndarray:
+        import xgboost
+
+        if self._booster is None:
+            raise RuntimeError("predict before fit")
+        matrix = xgboost.DMatrix(data.features[idx], feature_names=self._feature_names, missing=np.nan)
+        raw = np.asarray(self._booster.predict(matrix), dtype="float64")
+        return raw - 0.5 if self._kind == "sign" else raw / self._scale
+
+    def save(self, directory: Path) -> Path:
+        if self._booster is None:
+            raise RuntimeError("save before fit")
+        path = directory / "model.ubj"
+        self._booster.save_model(str(path))
+        return path
+
+    def feature_importance(self) -> dict[str, float] | None:
+        if self._booster is None:
+            return None
+        gains = self._booster.get_score(importance_type="gain")
+        return {name: float(gains.get(name, 0.0)) for name in self._feature_names}
+
+
+class LightGBMTrainer:
+    algorithm = "lightgbm"
+    artifact_format = "lightgbm-text"
+
+    def __init__(self, hyperparameters: CamelModel, seed: int, device: DeviceChoice) -> None:
+        if not isinstance(hyperparameters, LightGBMHyperparameters):
+            raise TypeError(f"expected LightGBMHyperparameters, got {type(hyperparameters).__name__}")
+        self.hp = hyperparameters
+        self.seed = seed
+        self.device = device
+        self._booster: Any = None
+        self._scale = 1.0
+        self._kind = "sign"
+        self._feature_names: list[str] = []
+
+    def _params(self, kind: str) -> dict[str, Any]:
+        hp = self.hp
+        params: dict[str, Any] = {
+            "objective": "binary" if kind == "sign" else "regression",
+            "learning_rate": hp.learning_rate,
+            "num_leaves": hp.num_leaves,
+            "max_depth": hp.max_depth,
+            "bagging_fraction": hp.subsample,
+            "bagging_freq": 1 if hp.subsample < 1 else 0,
+            "feature_fraction": hp.colsample_bytree,
+            "min_data_in_leaf": hp.min_child_samples,
+            "lambda_l2": hp.reg_lambda,
+            "lambda_l1": hp.reg_alpha,
+            "seed": self.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": thread_count(),
+            "verbose": -1,
+        }
+        if self.device.kind == "cuda":
+            device_type = lightgbm_gpu_device_type()
+            if device_type is not None:
+                params["device_type"] = device_type
+        return params
+
+    def fit(self, data: SeriesData, train_idx: np.ndarray) -> None:
+        import lightgbm
+
+        _check_train(train_idx)
+        labels, self._scale = _labels(data, train_idx)
+        self._kind = data.target_kind
+        self._feature_names = list(data.feature_names)
+        dataset = lightgbm.Dataset(data.features[train_idx], label=labels, feature_name=self._feature_names,
+                                   free_raw_data=True)
+        self._booster = lightgbm.train(self._params(self._kind), dataset,
+                                       num_boost_round=self.hp.n_estimators)
+
+    def predict(self, data: SeriesData, idx: np.ndarray) -> np.ndarray:
+        if self._booster is None:
+            raise RuntimeError("predict before fit")
+        raw = np.asarray(self._booster.predict(data.features[idx]), dtype="float64")
+        return raw - 0.5 if self._kind == "sign" else raw / self._scale
+
+    def save(self, directory: Path) -> Path:
+        if self._booster is None:
+            raise RuntimeError("save before fit")
+        path = directory / "model.txt"
+        self._booster.save_model(str(path))
+        return path
+
+    def feature_importance(self) -> dict[str, float] | None:
+        if self._booster is None:
+            return None
+        gains = self._booster.feature_importance(importance_type="gain")
+        return {name: float(g) for name, g in zip(self._feature_names, gains, strict=True)}

@@ -1,0 +1,132 @@
+"""The human report: one self-contained HTML page with embedded PNG charts (matplotlib, Agg backend).
+
+Equity curve and drawdown of the out-of-sample walk-forward backtest, feature importance of the
+deployed model, the metrics beside the criteria, the folds, the data repairs and the backtest's
+conventions (the libraries disagree, so the page states which ones these numbers follow).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class ReportInput:
+    title: str
+    subtitle: str
+    metrics: Mapping[str, Any]  # camelCase BacktestMetrics
+    evaluation: Mapping[str, Any]  # camelCase EvaluationResult
+    criteria: Mapping[str, Any]
+    folds: Sequence[Mapping[str, Any]]
+    data_report: Mapping[str, Any]
+    conventions: Mapping[str, Any]
+    timestamps: pd.DatetimeIndex  # of the out-of-sample span
+    equity: np.ndarray
+    drawdown: np.ndarray
+    importance: Mapping[str, float] | None
+    device: str
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _charts(data: ReportInput) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    charts: list[tuple[str, str]] = []
+    fig, ax = plt.subplots(figsize=(9, 3))
+    ax.plot(data.timestamps, data.equity, lw=1, color="#1f77b4")
+    ax.set_title("Out-of-sample equity (net of costs, compounded)")
+    ax.grid(alpha=0.3)
+    charts.append(("Equity curve", _png(fig)))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 2.2))
+    ax.fill_between(data.timestamps, -data.drawdown, 0, color="#d62728", alpha=0.5, lw=0)
+    ax.set_title("Drawdown (fraction of the running peak)")
+    ax.grid(alpha=0.3)
+    charts.append(("Drawdown", _png(fig)))
+    plt.close(fig)
+
+    if data.importance:
+        top = sorted(data.importance.items(), key=lambda kv: kv[1], reverse=True)[:20]
+        fig, ax = plt.subplots(figsize=(7, 0.25 * len(top) + 1))
+        ax.barh([k for k, _ in reversed(top)], [v for _, v in reversed(top)], color="#2ca02c")
+        ax.set_title("Feature importance (gain, deployed model)")
+        charts.append(("Feature importance", _png(fig)))
+        plt.close(fig)
+    return charts
+
+
+def _table(rows: Sequence[Sequence[object]], header: Sequence[str] | None = None) -> str:
+    out = ["<table>"]
+    if header:
+        out.append("<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>")
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def render_html(data: ReportInput) -> bytes:
+    verdict = "PASSED" if data.evaluation.get("passed") else "FAILED"
+    failed = data.evaluation.get("failedCriteria") or []
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(data.title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse;"
+        "margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}"
+        ".pass{color:#080}.fail{color:#b00}</style></head><body>",
+        f"<h1>{html.escape(data.title)}</h1><p>{html.escape(data.subtitle)}</p>",
+        f"<h2>Verdict: <span class='{'pass' if verdict == 'PASSED' else 'fail'}'>{verdict}</span> "
+        f"(score {float(data.evaluation.get('score', 0.0)):.2f} / 100)</h2>",
+    ]
+    if failed:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(str(f))}</li>" for f in failed) + "</ul>")
+    parts.append("<h2>Out-of-sample backtest</h2>")
+    parts.append(_table([(k, v) for k, v in data.metrics.items()], ("metric", "value")))
+    parts.append("<h3>Criteria</h3>")
+    parts.append(_table([(k, v) for k, v in data.criteria.items()], ("criterion", "threshold")))
+    for name, png in _charts(data):
+        parts.append(f"<h3>{html.escape(name)}</h3>"
+                     f"<img alt='{html.escape(name)}' src='data:image/png;base64,{png}'>")
+    parts.append("<h2>Walk-forward folds</h2>")
+    fold_rows = [(f["fold"], f["trainStart"], f["trainEnd"], f["trainRows"], f["testStart"], f["testEnd"],
+                  f["testRows"], f["metrics"].get("sharpe"), f["metrics"].get("trades"))
+                 for f in data.folds]
+    parts.append(_table(fold_rows, ("fold", "train from", "train to", "train rows", "test from", "test to",
+                                    "test rows", "Sharpe", "trades")))
+    parts.append("<h2>Data</h2>")
+    parts.append(_table([(k, v) for k, v in data.data_report.items() if k != "gaps"], ("item", "value")))
+    gaps = data.data_report.get("gaps") or []
+    if gaps:
+        parts.append("<h3>Gaps</h3>")
+        parts.append(_table([(g.get("after"), g.get("before"), g.get("missingBars")) for g in gaps[:50]],
+                            ("after", "before", "missing bars")))
+    parts.append("<h2>Conventions</h2>")
+    parts.append(_table([(k, v) for k, v in data.conventions.items()], ("convention", "value")))
+    parts.append(f"<p>Device: {html.escape(data.device)}</p></body></html>")
+    return "".join(parts).encode("utf-8")
