@@ -106,7 +106,12 @@ def main(args: argparse.Namespace) -> int:
     import clm_operator.handlers  # noqa: F401  (registers every handler with kopf)
 
     if args.metrics_port:
-        start_http_server(args.metrics_port)
+        try:
+            start_http_server(args.metrics_port)
+        except OSError as error:
+            print(f"clm-operator: cannot serve /metrics on port {args.metrics_port}: {error}; "
+                  "pick a free port with --metrics-port (0 disables)", file=sys.stderr)
+            return 2
     namespaces = namespaces_from(args)
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     log.info("starting", extra={"namespaces": namespaces or "all", "metrics_port": args.metrics_port,

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from clm_operator.api.trainer_contract import (
     ENV_OUTPUT_URI,
     ENV_TERMINATION_LOG,
@@ -27,6 +26,12 @@ from clm_trainer.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Shared CI cores: OpenMP spin-waiting on an oversubscribed machine is far slower than one thread.
+    monkeypatch.setenv("CLM_NUM_THREADS", "1")
 
 
 def spec(kind: str, seed: int, *, algorithm: str = "xgboost", bars: int = 4000,
@@ -155,7 +160,8 @@ def test_console_script_takes_everything_from_the_environment(tmp_path: Path) ->
     result = TrainerResult.model_validate_json(raw)
     assert result.version == "v1" and result.artifact is not None
     assert result.artifact.uri == f"file://{tmp_path}/models/prod/{body['modelName']}/v1/model.ubj"
-    assert result.dataset is not None and result.dataset.rows == 3000 and len(result.dataset.fingerprint) == 64
+    assert result.dataset is not None and result.dataset.rows == 3000
+    assert len(result.dataset.fingerprint) == 64
     assert json.loads(proc.stdout.strip().splitlines()[-1])["version"] == "v1"
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from clm_trainer.cli import main
 
 BASE: dict[str, Any] = {
@@ -18,7 +17,7 @@ BASE: dict[str, Any] = {
 
 
 def with_(**changes: Any) -> dict[str, Any]:
-    spec = json.loads(json.dumps(BASE))
+    spec: dict[str, Any] = json.loads(json.dumps(BASE))
     for dotted, value in changes.items():
         node = spec
         *parents, leaf = dotted.split("__")
@@ -34,7 +33,8 @@ def with_(**changes: Any) -> dict[str, Any]:
 CASES = [
     pytest.param(with_(modelName=None), "spec.modelName", "add spec.modelName", id="missing-modelName"),
     pytest.param(with_(algorithm="random-forest"), "spec.algorithm", "xgboost", id="unknown-algorithm"),
-    pytest.param(with_(resources__gpu=-1), "spec.resources.gpu", "greater than or equal to 0", id="negative-gpu"),
+    pytest.param(with_(resources__gpu=-1), "spec.resources.gpu", "greater than or equal to 0",
+                 id="negative-gpu"),
     pytest.param(with_(hyperparameters__maxDepht=3), "spec.hyperparameters.maxDepht", "maxDepth",
                  id="unknown-hyperparameter"),
     pytest.param(with_(target__horizonBars=4, evaluation__embargoBars=2), "spec.evaluation.embargoBars",
@@ -112,3 +112,16 @@ def test_unwritable_termination_log_is_a_warning_not_a_crash(capsys: pytest.Capt
     assert code == 2
     err = capsys.readouterr().err
     assert "termination_log_unwritable" in err and "spec.modelName" in err
+
+
+def test_termination_message_round_trips_an_infinite_profit_factor() -> None:
+    """No losing trade -> profitFactor inf; the operator must still be able to parse the result."""
+    from clm_operator.api.metrics import BacktestMetrics
+    from clm_operator.api.trainer_contract import TrainerResult
+
+    metrics = BacktestMetrics(sharpe=2.0, sortino=3.0, max_drawdown=0.01, win_rate=1.0,
+                              profit_factor=float("inf"), trades=60, total_return=0.5, exposure=0.4,
+                              psr=0.99, dsr=0.98, bars=1000, periods_per_year=8760)
+    message = TrainerResult(status="Succeeded", exit_code=0, metrics=metrics).to_termination_message()
+    parsed = TrainerResult.model_validate_json(message)
+    assert parsed.metrics is not None and parsed.metrics.profit_factor == float("inf")

@@ -4,12 +4,11 @@ import json
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
-
 from clm_operator.api.trainer_contract import ENV_SPEC_JSON, ExitCode, trainer_args
 from clm_operator.api.training_job import TrainingJobSpec
 from clm_operator.domain.config import ConfigError, OperatorConfig
 from clm_operator.domain.jobspec import build_job
+from pydantic import ValidationError
 
 CONFIG = OperatorConfig(trainer_image="registry.example/clm-trainer:1.2.3", output_uri="s3://clm-models/models",
                         s3_endpoint_url="http://minio:9000", aws_region="eu-west-1", s3_path_style=True,
@@ -125,7 +124,8 @@ def test_gpu_job_asks_for_nvidia_gpus_and_is_placed() -> None:
 
 
 def test_failure_policy_retries_and_deadlines() -> None:
-    job = build_job(training_job(backoffLimit=4, activeDeadlineSeconds=3600, ttlSecondsAfterFinished=600), CONFIG)
+    spec = {"backoffLimit": 4, "activeDeadlineSeconds": 3600, "ttlSecondsAfterFinished": 600}
+    job = build_job(training_job(**spec), CONFIG)
     spec = job["spec"]
     assert spec["backoffLimit"] == 4 and spec["activeDeadlineSeconds"] == 3600
     assert spec["ttlSecondsAfterFinished"] == 600

@@ -3,7 +3,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from clm_operator.api.model_version import Stage, StageChange
 from clm_operator.api.training_job_status import Phase
 from clm_operator.domain import lifecycle as lc
@@ -76,9 +75,10 @@ def test_stage_history_appends_changes_only_and_is_bounded() -> None:
     history = lc.append_stage_history(None, None, Stage.TRAINING, reason="started", now=NOW)
     assert history == [{"to": "Training", "time": "2026-11-23T10:00:00Z", "reason": "started",
                         "by": "clm-operator"}]
-    history = lc.append_stage_history(history, Stage.TRAINING, Stage.CANDIDATE, reason="criteria met", now=NOW)
+    history = lc.append_stage_history(history, Stage.TRAINING, Stage.CANDIDATE, reason="met", now=NOW)
     assert history[-1]["from"] == "Training" and history[-1]["to"] == "Candidate"
-    assert lc.append_stage_history(history, Stage.CANDIDATE, Stage.CANDIDATE, reason="again", now=NOW) == history
+    same = lc.append_stage_history(history, Stage.CANDIDATE, Stage.CANDIDATE, reason="again", now=NOW)
+    assert same == history
     for entry in history:
         StageChange.model_validate(entry)
     for _ in range(lc.STAGE_HISTORY_LIMIT + 5):

@@ -174,3 +174,19 @@ def test_history_is_bounded_and_not_duplicated() -> None:
         Transition("v59", "v60", "Promoted", "policy AutoProduction", False), t), limit=50)
     assert again == items
     assert "v60" in history.past_productions(items)
+
+
+def test_example_models_are_valid() -> None:
+    from pathlib import Path
+
+    import yaml
+    from clm_operator.api.model import ModelSpec, validate_model_name
+
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples").glob("model-*.yaml"))
+    assert examples, "examples/model-*.yaml missing"
+    for path in examples:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "Model":
+                validate_model_name(doc["metadata"]["name"])
+                spec = ModelSpec.model_validate(doc["spec"])
+                assert spec.promotion.policy == PromotionPolicy.AUTO_PRODUCTION

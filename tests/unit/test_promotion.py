@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from clm_operator.api.metrics import BacktestMetrics, Criteria
 from clm_operator.domain.promotion import evaluate, promotion_score
 

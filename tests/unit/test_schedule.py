@@ -125,3 +125,13 @@ def test_invalid_cron_is_rejected_naming_the_field(bad: str) -> None:
         ModelSpec.model_validate({"template": {"algorithm": "xgboost",
                                                "dataset": {"uri": "builtin:synthetic", "symbol": "X"}},
                                   "schedule": bad})
+
+
+def test_next_time_never_precedes_the_baseline() -> None:
+    """A clock behind the creation time (skew) announces the first time after creation."""
+    created = datetime(2026, 3, 2, 12, 0, 1, tzinfo=UTC)
+    d = decide(ScheduleInput(schedule="0 * * * *", algorithm="xgboost", suspend=False,
+                             concurrency_policy=ConcurrencyPolicy.FORBID, starting_deadline_seconds=None,
+                             last_schedule_time=None, creation_time=created),
+               datetime(2026, 3, 2, 11, 59, 58, tzinfo=UTC))
+    assert d.action == Action.NONE and d.next_time == datetime(2026, 3, 2, 13, 0, tzinfo=UTC)

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost
-
 from clm_operator.api.hyperparameters import LightGBMHyperparameters, XGBoostHyperparameters
 from clm_trainer.device import choose_device, cuda_device_count, thread_count
 from clm_trainer.models import REGISTRY, UnknownAlgorithmError, trainer_factory
@@ -84,7 +83,8 @@ def test_lightgbm_artifact_is_text_and_reloads(tmp_path: Path) -> None:
     assert path.read_text().startswith("tree")  # LightGBM's text format, not a pickle
     booster = lightgbm.Booster(model_file=str(path))
     test = np.arange(1000, 1500)
-    np.testing.assert_allclose(booster.predict(data.features[test]) - 0.5, model.predict(data, test))
+    reloaded = np.asarray(booster.predict(data.features[test]), dtype="float64")
+    np.testing.assert_allclose(reloaded - 0.5, model.predict(data, test))
 
 
 def test_training_rows_must_be_labelled() -> None:

@@ -4,9 +4,6 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from clm_operator.api.model_version import VERSION_PATTERN
 from clm_operator.domain.versioning import (
     job_name_for,
@@ -14,6 +11,8 @@ from clm_operator.domain.versioning import (
     model_version_name,
     version_for_training_job,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 

@@ -11,6 +11,7 @@ Nothing is resampled or filled: gaps are reported, never invented.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import re
@@ -22,8 +23,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
-
 from clm_operator.api.training_job import DatasetSpec
+
 from clm_trainer.storage import ObjectNotFoundError, S3Settings, read_uri
 
 OHLCV = ["open", "high", "low", "close", "volume"]
@@ -83,6 +84,7 @@ class DataReport:
     # Additions beyond the shared contract (all defaulted):
     timeframe: str = ""  # detected bar spacing, e.g. "1h"
     rows_outside_window: int = 0  # removed by start/end/lookbackDays
+    rows_other_symbols: int = 0  # rows of other symbols in a multi-symbol file
     columns: dict[str, str] = field(default_factory=dict)  # canonical name -> input column used
 
     def to_dict(self) -> dict[str, object]:
@@ -105,6 +107,7 @@ class DataReport:
             "fingerprint": self.fingerprint,
             "timeframe": self.timeframe,
             "rowsOutsideWindow": self.rows_outside_window,
+            "rowsOtherSymbols": self.rows_other_symbols,
             "columns": dict(self.columns),
         }
 
@@ -124,9 +127,9 @@ def load_dataset(spec: DatasetSpec, s3: S3Settings | None = None) -> LoadedData:
     Storage trouble (StorageError) propagates unchanged: it is transient, not the data's fault.
     """
     if spec.uri.startswith("builtin:"):
-        from clm_trainer import synthetic  # lazy: synthetic imports DataError from here
+        from clm_trainer.synthetic import generate_from_uri  # lazy: synthetic imports DataError from here
 
-        frame = synthetic.generate_from_uri(spec.uri, spec.timeframe)
+        frame = generate_from_uri(spec.uri, spec.timeframe)
         return clean_bars(frame, spec, source=spec.uri)
     try:
         payload = read_uri(spec.uri, s3)
@@ -161,17 +164,17 @@ def read_table(payload: bytes, name: str = "") -> pd.DataFrame:
 
 
 def _read_csv(payload: bytes) -> pd.DataFrame:
-    compression = "gzip" if payload[:2] == b"\x1f\x8b" else None
-    frame = pd.read_csv(io.BytesIO(payload), compression=compression, encoding="utf-8-sig")
-    if len(frame.columns) == 1 and not _find_columns(frame)[0]:
-        # One column: either another delimiter (';', tab) or a banner line above the header (common
-        # in public crypto dumps). Let the sniffer find the delimiter, then skip a banner if needed.
-        frame = pd.read_csv(io.BytesIO(payload), compression=compression, encoding="utf-8-sig",
-                            sep=None, engine="python")
-        if len(frame.columns) == 1:
-            frame = pd.read_csv(io.BytesIO(payload), compression=compression, encoding="utf-8-sig",
-                                sep=None, engine="python", skiprows=1)
-    return frame
+    if payload[:2] == b"\x1f\x8b":
+        payload = gzip.decompress(payload)
+    lines = payload[:65536].decode("utf-8", errors="replace").lstrip("\ufeff").splitlines()
+    delimiters = [",", ";", "\t", "|"]
+    # Public crypto dumps often put a banner (a URL) above the header: a first line with no delimiter
+    # above one that has some is skipped.
+    skip = int(len(lines) > 1 and not any(d in lines[0] for d in delimiters)
+               and any(d in lines[1] for d in delimiters))
+    header = lines[skip] if len(lines) > skip else ""
+    sep = max(delimiters, key=header.count)
+    return pd.read_csv(io.BytesIO(payload), sep=sep, skiprows=skip, encoding="utf-8-sig")
 
 
 # ----------------------------------------------------------------------------------------- cleaning
@@ -231,9 +234,9 @@ def _parse_time_column(column: pd.Series) -> tuple[pd.Series, pd.Series]:
     index = column.index
     if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(column):
         stamps = pd.to_datetime(column, utc=True)
-        return stamps, pd.Series(np.where(stamps.notna(), "datetime", None), index=index)
+        return stamps, pd.Series("datetime", index=index, dtype="object").where(stamps.notna())
     numeric = pd.to_numeric(column, errors="coerce")
-    if numeric.notna().sum() >= max(1, column.notna().sum()) // 2:
+    if numeric.notna().any() and 2 * numeric.notna().sum() >= column.notna().sum():
         millis, unit = _epoch_to_ms(numeric.astype("float64"))
         in_range = millis.between(_MIN_TIME.value // 1_000_000, _MAX_TIME.value // 1_000_000)
         millis = millis.where(in_range)
@@ -286,7 +289,7 @@ def format_timeframe(spacing: pd.Timedelta) -> str:
 
 
 def _iso(stamp: pd.Timestamp) -> str:
-    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(stamp.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 def _utc(moment: datetime) -> pd.Timestamp:
@@ -314,14 +317,16 @@ def clean_bars(frame: pd.DataFrame, spec: DatasetSpec, *, source: str) -> Loaded
         wanted = (["a time column (unix, timestamp, time or date)"] if not time_columns else []) + missing
         raise DataError(_FIELD_URI, f"{source} lacks {', '.join(wanted)}; it has columns "
                         f"{', '.join(map(str, frame.columns)) or 'none'}",
-                        "provide columns time/timestamp/unix/date, open, high, low, close and optionally volume "
-                        "(names are matched case-insensitively)")
+                        "provide columns time/timestamp/unix/date, open, high, low, close and optionally "
+                        "volume (names are matched case-insensitively)")
     if rows_read == 0:
         raise DataError(_FIELD_URI, f"{source} has a header but no rows", "provide a file with OHLCV rows")
 
     nulls = {str(c): int(n) for c, n in frame.isna().sum().items() if int(n) > 0}
     symbol_column = next((str(c) for c in frame.columns if _norm(c) in ("symbol", "ticker", "pair")), None)
-    frame = _select_symbol(frame, symbol_column, spec, source)
+    selected = _select_symbol(frame, symbol_column, spec, source)
+    rows_other_symbols = len(frame) - len(selected)
+    frame = selected
     data_symbols = ([str(s) for s in frame[symbol_column].dropna().unique()[:1]] if symbol_column else [])
     volume_column = _base_asset_volume(volume_columns, [spec.symbol, *data_symbols])
 
@@ -356,7 +361,7 @@ def clean_bars(frame: pd.DataFrame, spec: DatasetSpec, *, source: str) -> Loaded
     # De-duplication (DUPLICATE_RULE): rank rows, stable-sort by time then rank, keep the first.
     rank = pd.DataFrame({
         "time": times,
-        "unit": -labels[values.index].map(lambda x: _UNIT_RANK.get(str(x), 1)).astype("int64"),
+        "unit": -labels[values.index].map(_UNIT_RANK).fillna(1).astype("int64"),
         "empty": frame.loc[values.index].isna().sum(axis=1).astype("int64"),
         "position": np.arange(len(values)),
     }, index=values.index)
@@ -404,6 +409,7 @@ def clean_bars(frame: pd.DataFrame, spec: DatasetSpec, *, source: str) -> Loaded
         fingerprint=fingerprint_bars(bars),
         timeframe=format_timeframe(spacing),
         rows_outside_window=outside,
+        rows_other_symbols=rows_other_symbols,
         columns=columns,
     )
     return LoadedData(bars=bars, report=report)
@@ -415,14 +421,15 @@ def _select_symbol(frame: pd.DataFrame, column: str | None, spec: DatasetSpec, s
         return frame
     names = frame[column].astype("string")
     wanted = _norm(spec.symbol)
-    matches = names.map(_norm, na_action="ignore") == wanted
-    if bool(matches.all()):
-        return frame
+    matches = (names.map(_norm, na_action="ignore") == wanted).fillna(False).astype(bool)
+    if bool((matches | names.isna()).all()):
+        return frame  # one symbol (empty cells are just nulls, counted in the report)
     present = sorted({str(s) for s in names.dropna().unique()})
     if not bool(matches.any()):
-        raise DataError("spec.dataset.symbol", f"{source} holds {', '.join(present[:10])}, not {spec.symbol!r}",
+        raise DataError("spec.dataset.symbol",
+                        f"{source} holds {', '.join(present[:10])}, not {spec.symbol!r}",
                         "set spec.dataset.symbol to the pair in the file (separators and case do not matter)")
-    return frame[matches.fillna(False).to_numpy()]
+    return frame[matches.to_numpy()]
 
 
 def _check_timeframe(bars: pd.DataFrame, spec: DatasetSpec, source: str) -> pd.Timedelta:

@@ -52,6 +52,9 @@ def _charts(data: ReportInput) -> list[tuple[str, str]]:
     fig, ax = plt.subplots(figsize=(9, 3))
     ax.plot(data.timestamps, data.equity, lw=1, color="#1f77b4")
     ax.set_title("Out-of-sample equity (net of costs, compounded)")
+    positive = data.equity[data.equity > 0]
+    if positive.size and positive.max() / positive.min() > 20:
+        ax.set_yscale("log")  # a compounding curve spanning decades is unreadable on a linear axis
     ax.grid(alpha=0.3)
     charts.append(("Equity curve", _png(fig)))
     plt.close(fig)

@@ -18,6 +18,7 @@ are never logged and never part of any message or returned structure.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -32,14 +33,13 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     NoCredentialsError,
     PartialCredentialsError,
 )
-
 from clm_operator.api.trainer_contract import ENV_S3_ENDPOINT_URL, ENV_S3_PATH_STYLE, ENV_S3_REGION
 
 _CHUNK = 1024 * 1024
+_PAGE = 1000  # S3's maximum for ListObjectsV2 pages and DeleteObjects batches
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -191,7 +191,8 @@ class LocalStorage:
         if not self._root.is_dir():
             return []
         keys = (p.relative_to(self._root).as_posix() for p in self._root.rglob("*") if p.is_file())
-        return sorted(k for k in keys if k.startswith(prefix) and not k.rsplit("/", 1)[-1].startswith(".tmp-"))
+        return sorted(k for k in keys
+                      if k.startswith(prefix) and not k.rsplit("/", 1)[-1].startswith(".tmp-"))
 
     def delete_prefix(self, prefix: str) -> int:
         folder = _folder_prefix(prefix)
@@ -272,8 +273,8 @@ class S3Storage:
     def uri_for(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
 
-    def _errors(self, action: str, uri: str) -> _S3ErrorMapper:
-        return _S3ErrorMapper(action, uri, self.settings)
+    def _errors(self, action: str, uri: str) -> contextlib.AbstractContextManager[None]:
+        return _s3_errors(action, uri, self.settings)
 
     def exists(self, key: str) -> bool:
         uri = self.uri_for(key)
@@ -343,7 +344,8 @@ class S3Storage:
         keys: list[str] = []
         with self._errors("list", f"s3://{self.bucket}/{root}{prefix}"):
             paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix,
+                                           PaginationConfig={"PageSize": _PAGE}):
                 keys.extend(item["Key"][len(root):] for item in page.get("Contents", []))
         return sorted(keys)
 
@@ -351,8 +353,8 @@ class S3Storage:
         folder = _folder_prefix(prefix)
         keys = self.list_keys(folder)
         with self._errors("delete", self.uri_for(folder.rstrip("/"))):
-            for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
-                batch = [{"Key": self._key(k)} for k in keys[start:start + 1000]]
+            for start in range(0, len(keys), _PAGE):
+                batch = [{"Key": self._key(k)} for k in keys[start:start + _PAGE]]
                 response = self._client.delete_objects(Bucket=self.bucket,
                                                        Delete={"Objects": batch, "Quiet": True})
                 errors = response.get("Errors", [])
@@ -373,46 +375,35 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-class _S3ErrorMapper:
-    """Turns botocore's exceptions into StorageError with a message that says what to check."""
+@contextlib.contextmanager
+def _s3_errors(action: str, uri: str, settings: S3Settings) -> Iterator[None]:
+    """Turn botocore's exceptions into StorageError with a message that says what to check."""
+    try:
+        yield
+    except (NoCredentialsError, PartialCredentialsError, ClientError, BotoCoreError) as exc:
+        raise StorageError(_describe(exc, action, uri, settings)) from exc
 
-    def __init__(self, action: str, uri: str, settings: S3Settings) -> None:
-        self.action = action
-        self.uri = uri
-        self.settings = settings
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
-        if exc is None or isinstance(exc, (ArtifactExistsError, ObjectNotFoundError, StorageError)):
-            return False
-        endpoint = self.settings.endpoint_url or "the default AWS endpoint"
-        bucket = _split_s3(self.uri)[0] if self.uri.startswith("s3://") else "?"
-        message: str | None = None
-        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-            message = (f"cannot {self.action} {self.uri}: no S3 credentials found. Fix: provide "
-                       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (from a Secret) or an instance role")
-        elif isinstance(exc, ClientError):
-            code, status = _code(exc), _status(exc)
-            if code == "NoSuchBucket":
-                message = (f"cannot {self.action} {self.uri}: bucket {bucket!r} does not exist at {endpoint}. "
-                           "Fix: create the bucket or correct the storage URI")
-            elif status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                message = (f"cannot {self.action} {self.uri}: access denied ({code or status}) at {endpoint}. "
-                           "Fix: check the S3 credentials Secret and the bucket policy")
-            elif status >= 500 or code in ("SlowDown", "RequestTimeout", "ServiceUnavailable"):
-                message = (f"cannot {self.action} {self.uri}: server error {code or status} at {endpoint} "
-                           "after retries; try again later or check the storage service")
-            else:
-                message = f"cannot {self.action} {self.uri}: {code or status} at {endpoint}"
-        elif isinstance(exc, (BotoConnectionError, BotoCoreError)):
-            message = (f"cannot {self.action} {self.uri}: S3 endpoint {endpoint} unreachable "
-                       f"({type(exc).__name__}). Fix: check CLM_S3_ENDPOINT_URL, the network path and that "
-                       "the storage service is up")
-        if message is None:
-            return False
-        raise StorageError(message) from exc
+def _describe(exc: Exception, action: str, uri: str, settings: S3Settings) -> str:
+    endpoint = settings.endpoint_url or "the default AWS endpoint"
+    bucket = _split_s3(uri)[0]
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return (f"cannot {action} {uri}: no S3 credentials found. Fix: provide AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (from a Secret) or an instance role")
+    if isinstance(exc, ClientError):
+        code, status = _code(exc), _status(exc)
+        if code == "NoSuchBucket":
+            return (f"cannot {action} {uri}: bucket {bucket!r} does not exist at {endpoint}. "
+                    "Fix: create the bucket or correct the storage URI")
+        if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return (f"cannot {action} {uri}: access denied ({code or status}) at {endpoint}. "
+                    "Fix: check the S3 credentials Secret and the bucket policy")
+        if status >= 500 or code in ("SlowDown", "RequestTimeout", "ServiceUnavailable"):
+            return (f"cannot {action} {uri}: server error {code or status} at {endpoint} after retries; "
+                    "try again later or check the storage service")
+        return f"cannot {action} {uri}: {code or status} at {endpoint}"
+    return (f"cannot {action} {uri}: S3 endpoint {endpoint} unreachable ({type(exc).__name__}). "
+            "Fix: check CLM_S3_ENDPOINT_URL, the network path and that the storage service is up")
 
 
 # ---------------------------------------------------------------------------------------- entry points

@@ -108,7 +108,8 @@ def parse_synthetic_uri(uri: str) -> SyntheticParams:
     try:
         start = pd.Timestamp(raw["start"])
     except ValueError:
-        raise _bad(f"start={raw['start']!r} is not a date", "use start=2020-01-01 or an ISO 8601 time") from None
+        raise _bad(f"start={raw['start']!r} is not a date",
+                   "use start=2020-01-01 or an ISO 8601 time") from None
     start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
     return SyntheticParams(kind=kind, seed=seed, bars=bars, start=start, vol=vol, strength=strength,
                            regime=regime)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from clm_operator.api.common import CamelModel
 
@@ -15,6 +15,10 @@ class BacktestMetrics(CamelModel):
     profitFactor: sum of positive / |sum of negative| trade returns (inf when no losing trade).
     psr / dsr: probabilistic / deflated Sharpe ratio on daily-aggregated returns.
     """
+
+    # profitFactor is inf when no trade lost: JSON has no inf, and pydantic's default (null) cannot be
+    # read back as a float. "Infinity" as a string round-trips through model_validate_json.
+    model_config = ConfigDict(**CamelModel.model_config, ser_json_inf_nan="strings")
 
     sharpe: float
     sortino: float

@@ -135,7 +135,9 @@ def build_job(training_job: dict[str, Any], config: OperatorConfig) -> dict[str,
             # An evicted or preempted pod is not the trainer's fault: do not count it against backoffLimit.
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
         ]},
-        "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        "template": {"metadata": {"labels": pod_labels,
+                                  "annotations": {"clm.dev/training-job": meta["name"]}},
+                     "spec": pod_spec},
     }
     if spec.queue_name:
         # Kueue admits the Job by unsuspending it; the operator never touches suspend afterwards.

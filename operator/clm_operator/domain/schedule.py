@@ -109,7 +109,9 @@ def decide(inp: ScheduleInput, now: datetime) -> ScheduleDecision:
         return ScheduleDecision(Action.SUSPENDED, None, None, message="spec.suspend is true")
     due = latest_due(inp.schedule, inp.algorithm, baseline, now)
     if due is None:
-        return ScheduleDecision(Action.NONE, None, next_after(inp.schedule, inp.algorithm, baseline, now))
+        # max(): a clock behind the Model's creation must not announce a time that can never be due.
+        return ScheduleDecision(Action.NONE, None,
+                                next_after(inp.schedule, inp.algorithm, baseline, max(now, baseline)))
     # Once a run is created, lastScheduleTime becomes `due` and the next time counts from there.
     following = next_after(inp.schedule, inp.algorithm, due, now)
     if inp.starting_deadline_seconds is not None and (

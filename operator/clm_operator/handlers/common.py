@@ -60,9 +60,9 @@ async def emit(obj: dict[str, Any], type_: str, reason: str, message: str) -> No
     """Post an Event; a failure to post is logged, never fatal for the reconcile."""
     kube, _ = runtime()
     meta = obj.get("metadata", {})
-    log.info("event", extra={"event_reason": reason, "event_type": type_, "object": meta.get("name"),
-                             "namespace": meta.get("namespace"), "kind": obj.get("kind"),
-                             "event_message": message})
+    log.info("event %s on %s %s", reason, obj.get("kind"), meta.get("name"),
+             extra={"event_reason": reason, "event_type": type_, "object": meta.get("name"),
+                    "namespace": meta.get("namespace"), "kind": obj.get("kind"), "event_message": message})
     try:
         await kube.post_event(event_body(obj, type_, reason, message))
     except KubeError as error:

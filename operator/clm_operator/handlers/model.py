@@ -16,9 +16,17 @@ from datetime import datetime
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from clm_operator import API_VERSION, GROUP, VERSION
-from clm_operator.api.model import ALLOW_FAILED_PROMOTION_ANNOTATION, HISTORY_LIMIT, ArtifactDeletionPolicy
+from clm_operator.api.hyperparameters import HyperparameterError
+from clm_operator.api.model import (
+    ALLOW_FAILED_PROMOTION_ANNOTATION,
+    HISTORY_LIMIT,
+    ArtifactDeletionPolicy,
+    ModelSpec,
+    validate_model_name,
+)
 from clm_operator.clock import now as clock_now
 from clm_operator.domain import history as history_domain
 from clm_operator.domain import lifecycle
@@ -27,6 +35,7 @@ from clm_operator.domain import schedule as schedule_domain
 from clm_operator.domain.conditions import remove_condition, set_condition
 from clm_operator.domain.lifecycle import is_finished, model_version_stage, training_job_phase
 from clm_operator.domain.retention import versions_to_delete
+from clm_operator.domain.validation import SpecProblem, problems_from, summarize
 from clm_operator.domain.versioning import format_timestamp, parse_timestamp
 from clm_operator.handlers.common import MODEL_VERSIONS, MODELS, TRAINING_JOBS, emit, lock_for, runtime
 from clm_operator.handlers.retention import ARTIFACT_FINALIZER, cleanup, delete_version, sync_finalizer
@@ -98,10 +107,12 @@ async def _adopt(model: dict[str, Any], mvs: list[dict[str, Any]]) -> None:
         if meta.get("ownerReferences") or meta.get("deletionTimestamp"):
             continue
         ref = owner_reference(model)
-        await kube.merge_patch(custom_path(MODEL_VERSIONS, meta["namespace"], meta["name"]),
-                               {"metadata": {"ownerReferences": [ref],
-                                             "resourceVersion": meta.get("resourceVersion")}})
+        updated = await kube.merge_patch(custom_path(MODEL_VERSIONS, meta["namespace"], meta["name"]),
+                                         {"metadata": {"ownerReferences": [ref],
+                                                       "resourceVersion": meta.get("resourceVersion")}})
         meta["ownerReferences"] = [ref]
+        # Later writes in this reconcile carry the resourceVersion as their precondition.
+        meta["resourceVersion"] = (updated.get("metadata") or {}).get("resourceVersion")
         log.info("adopted ModelVersion %s/%s", meta["namespace"], meta["name"])
 
 
@@ -286,6 +297,8 @@ async def _reconcile(namespace: str, name: str, *, scheduled: bool) -> None:
     now = clock_now()
     meta, spec = model["metadata"], model.get("spec") or {}
     status: dict[str, Any] = dict(model.get("status") or {})
+    if not await _accepted(model, status, now):
+        return
     mvs, tjs = await _owned(namespace, name)
     live_mvs = [mv for mv in mvs if not mv["metadata"].get("deletionTimestamp")]
     if scheduled:
@@ -352,6 +365,45 @@ async def _reconcile(namespace: str, name: str, *, scheduled: bool) -> None:
     await _write_stages(live_mvs, decision, now)
     _set_production_metrics(namespace, name, decision.production)
     await _retention(model, live_mvs, decision)
+
+
+def spec_problems(model: dict[str, Any]) -> list[SpecProblem]:
+    """What the CRD schema cannot check: the name's length, the cron syntax, per-algorithm settings."""
+    problems: list[SpecProblem] = []
+    try:
+        validate_model_name(model["metadata"]["name"])
+    except ValueError as error:
+        problems.append(SpecProblem("metadata.name", str(error)))
+    try:
+        ModelSpec.model_validate(model.get("spec") or {})
+    except ValidationError as error:
+        problems += problems_from(error)
+    except HyperparameterError as error:
+        problems.append(SpecProblem(error.field, error.detail))
+    return problems
+
+
+async def _accepted(model: dict[str, Any], status: dict[str, Any], now: datetime) -> bool:
+    """Accepted condition; an invalid Model is left alone (no runs, no promotions) until fixed."""
+    kube, _ = runtime()
+    meta = model["metadata"]
+    problems = spec_problems(model)
+    generation = meta.get("generation")
+    old = next((c for c in status.get("conditions") or [] if c.get("type") == "Accepted"), None)
+    if problems:
+        message = summarize(problems)
+        conditions = set_condition(status.get("conditions"), "Accepted", "False", "InvalidSpec", message,
+                                   now=now, observed_generation=generation)
+        if old is None or old.get("message") != message or old.get("status") != "False":
+            await emit(model, events.WARNING, events.INVALID_SPEC, message)
+    else:
+        conditions = set_condition(status.get("conditions"), "Accepted", "True", "Valid",
+                                   "the spec is valid", now=now, observed_generation=generation)
+    if conditions != status.get("conditions"):
+        await kube.merge_patch(custom_path(MODELS, meta["namespace"], meta["name"], subresource="status"),
+                               {"status": {"conditions": conditions}})
+        status["conditions"] = conditions
+    return not problems
 
 
 async def _retention(model: dict[str, Any], mvs: list[dict[str, Any]],

@@ -289,7 +289,7 @@ async def _failed(kube: Kube, tj: dict[str, Any], spec: TrainingJobSpec, mv: dic
 def _manifest_result(config: OperatorConfig, uri: str) -> TrainerResult | None:
     """The durable copy of the result: manifest.json beside the artifact (trainer's layout)."""
     try:
-        from clm_trainer.storage import S3Settings, StorageError, read_uri
+        from clm_trainer.storage import ObjectNotFoundError, S3Settings, StorageError, read_uri
     except ImportError:  # an operator image without the trainer package: no fallback possible
         log.warning("clm_trainer.storage is not importable: cannot read %s", uri)
         return None
@@ -297,7 +297,7 @@ def _manifest_result(config: OperatorConfig, uri: str) -> TrainerResult | None:
                           path_style=config.s3_path_style)
     try:
         manifest = json.loads(read_uri(uri, settings))
-    except (StorageError, ValueError, OSError) as error:
+    except (StorageError, ObjectNotFoundError, ValueError, OSError) as error:
         log.warning("cannot read manifest %s: %s", uri, error)
         return None
     backtest = manifest.get("backtest") or {}

@@ -255,7 +255,15 @@ async def start_webhook(logger: kopf.Logger, **_: Any) -> None:
     _runner = web.AppRunner(app, access_log=None)
     await _runner.setup()
     site = web.TCPSite(_runner, os.environ.get(HOST_ENV, "0.0.0.0"), port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as error:
+        # The reconciles matter more than the webhook: keep the operator running, say so loudly.
+        logger.error(f"Alertmanager webhook NOT serving: cannot listen on port {port} ({error}); "
+                     f"set --webhook-port or {PORT_ENV} to a free port")
+        await _runner.cleanup()
+        _runner = None
+        return
     logger.info(f"Alertmanager webhook listening on :{port}{PATH}")
 
 

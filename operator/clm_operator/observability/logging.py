@@ -12,6 +12,8 @@ from typing import Any
 _SECRET_KEY = re.compile(r"(secret|password|token|credential|access_key|authorization)", re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"(?i)(aws_secret_access_key|aws_access_key_id|authorization|token)([=:]\s*)\S+")
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
+# kopf's per-object logger attaches its whole settings object and a posting flag: noise in a log line.
+_SKIPPED = _STANDARD | {"settings", "k8s_skip"}
 
 
 def redact(value: Any) -> Any:
@@ -35,7 +37,7 @@ class JsonFormatter(logging.Formatter):
             "message": redact(record.getMessage()),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _SKIPPED and not key.startswith("_"):
                 entry[key] = redact(value)
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))

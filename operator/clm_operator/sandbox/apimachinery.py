@@ -74,18 +74,27 @@ def qualified(plural: str, group: str) -> str:
 
 
 def not_found(plural: str, group: str, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{qualified(plural, group)} "{name}" not found',
-                    {"name": name, "group": group, "kind": plural})
+    return ApiError(
+        404,
+        "NotFound",
+        f'{qualified(plural, group)} "{name}" not found',
+        {"name": name, "group": group, "kind": plural},
+    )
 
 
 def already_exists(plural: str, group: str, name: str) -> ApiError:
-    return ApiError(409, "AlreadyExists", f'{qualified(plural, group)} "{name}" already exists',
-                    {"name": name, "group": group, "kind": plural})
+    return ApiError(
+        409,
+        "AlreadyExists",
+        f'{qualified(plural, group)} "{name}" already exists',
+        {"name": name, "group": group, "kind": plural},
+    )
 
 
 def conflict(plural: str, group: str, name: str) -> ApiError:
     return ApiError(
-        409, "Conflict",
+        409,
+        "Conflict",
         f'Operation cannot be fulfilled on {qualified(plural, group)} "{name}": the object has been modified;'
         " please apply your changes to the latest version and try again",
         {"name": name, "group": group, "kind": plural},
@@ -97,9 +106,15 @@ def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]
     rendered = [f"{field}: {message}" for _, field, message in causes]
     summary = rendered[0] if len(rendered) == 1 else "[" + ", ".join(rendered) + "]"
     return ApiError(
-        422, "Invalid", f'{kind}.{group or ""} "{name}" is invalid: {summary}'.replace('. "', ' "'),
-        {"name": name, "group": group, "kind": kind,
-         "causes": [{"reason": r, "field": f, "message": m} for r, f, m in causes]},
+        422,
+        "Invalid",
+        f'{kind}.{group or ""} "{name}" is invalid: {summary}'.replace('. "', ' "'),
+        {
+            "name": name,
+            "group": group,
+            "kind": kind,
+            "causes": [{"reason": r, "field": f, "message": m} for r, f, m in causes],
+        },
     )
 
 
@@ -200,7 +215,8 @@ def _dig(obj: Any, path: str) -> Any:
 
 def parse_field_selector(selector: str | None) -> ObjectPredicate:
     """Equality-based field selectors on any dotted path (metadata.name, involvedObject.uid, status.phase,
-    spec.nodeName...). A real server supports a per-kind subset; accepting every path is laxer but harmless."""
+    spec.nodeName...). A real server supports a per-kind subset; accepting every path is laxer but
+    harmless."""
     if not selector or not selector.strip():
         return lambda obj: True
     checks: list[ObjectPredicate] = []
@@ -220,6 +236,7 @@ def parse_field_selector(selector: str | None) -> ObjectPredicate:
 
 
 # --- patches ----------------------------------------------------------------------------------------
+
 
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch: dicts merge recursively, null deletes, anything else replaces."""
@@ -270,8 +287,9 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
             if merge_key is not None and all(isinstance(v, dict) for v in value):
                 merged = [copy.deepcopy(i) for i in existing]
                 for item in value:
-                    position = next((n for n, cur in enumerate(merged)
-                                     if cur.get(merge_key) == item.get(merge_key)), None)
+                    position = next(
+                        (n for n, cur in enumerate(merged) if cur.get(merge_key) == item.get(merge_key)), None
+                    )
                     if item.get("$patch") == "delete":
                         if position is not None:
                             merged.pop(position)
@@ -315,6 +333,10 @@ def apply_patch(content_type: str, target: JSON, patch: Any) -> JSON:
     if kind in ("application/merge-patch+json", "application/apply-patch+yaml", "application/json"):
         merged: JSON = merge_patch(target, patch)
         return merged
-    raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                   f"accepted media types include: application/json-patch+json, application/merge-patch+json, "
-                   f"application/apply-patch+yaml, application/strategic-merge-patch+json (got {kind!r})")
+    raise ApiError(
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format - "
+        f"accepted media types include: application/json-patch+json, application/merge-patch+json, "
+        f"application/apply-patch+yaml, application/strategic-merge-patch+json (got {kind!r})",
+    )

@@ -22,22 +22,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=0, help="port of the API server (default: a free one)")
     parser.add_argument("--namespace", default="default", help="namespace prepared with the S3 Secret")
     parser.add_argument("--crds-dir", type=Path, default=DEFAULT_CRDS_DIR, help="CRD YAML files to install")
-    parser.add_argument("--image", action="append", default=[],
-                        help="an image that exists in the sandbox's local registry (repeatable); the trainer "
-                             "image and any image ending in :local always exist")
+    parser.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        help="an image that exists in the sandbox's local registry (repeatable); the trainer "
+        "image and any image ending in :local always exist",
+    )
     parser.add_argument("--max-parallel", type=int, default=2, help="pods run at once (default 2)")
     parser.add_argument("--no-operator", action="store_true", help="do not start the operator")
     parser.add_argument("--no-s3", action="store_true", help="do not start the S3 server")
-    parser.add_argument("--clock-file", type=Path, default=None,
-                        help="pass CLM_CLOCK_FILE to the operator (a controllable 'now' for schedules)")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="where the kubeconfig, logs and pod scratch space go (default: a temp dir)")
-    parser.add_argument("--ready-file", type=Path, default=None,
-                        help="write a JSON summary here once the sandbox is up")
+    parser.add_argument(
+        "--clock-file",
+        type=Path,
+        default=None,
+        help="pass CLM_CLOCK_FILE to the operator (a controllable 'now' for schedules)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the kubeconfig, logs and pod scratch space go (default: a temp dir)",
+    )
+    parser.add_argument(
+        "--ready-file", type=Path, default=None, help="write a JSON summary here once the sandbox is up"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per request drowns the rest
     if args.port < 0 or args.max_parallel < 1:
         raise SystemExit("--port must be >= 0 and --max-parallel >= 1")
     if args.workdir is not None:
@@ -49,9 +63,18 @@ def main(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    sandbox = Sandbox(host=args.host, port=args.port or None, operator=not args.no_operator, s3=not args.no_s3,
-                      crds_dir=args.crds_dir, images=args.image, max_parallel=args.max_parallel,
-                      namespace=args.namespace, clock_file=args.clock_file, workdir=args.workdir)
+    sandbox = Sandbox(
+        host=args.host,
+        port=args.port or None,
+        operator=not args.no_operator,
+        s3=not args.no_s3,
+        crds_dir=args.crds_dir,
+        images=args.image,
+        max_parallel=args.max_parallel,
+        namespace=args.namespace,
+        clock_file=args.clock_file,
+        workdir=args.workdir,
+    )
     with sandbox:
         summary = {
             "kubeconfig": str(sandbox.kubeconfig),
@@ -59,6 +82,8 @@ def main(args: argparse.Namespace) -> int:
             "namespace": args.namespace,
             "s3EndpointUrl": sandbox.s3.endpoint_url if sandbox.s3 is not None else None,
             "operatorLog": str(sandbox.operator_log) if not args.no_operator else None,
+            "operatorMetricsPort": sandbox.metrics_port if not args.no_operator else None,
+            "operatorWebhookPort": sandbox.webhook_port if not args.no_operator else None,
         }
         print(f"sandbox API server: {sandbox.url}", flush=True)
         if summary["s3EndpointUrl"]:
@@ -73,7 +98,9 @@ def main(args: argparse.Namespace) -> int:
         while not stop.wait(1.0):
             process = sandbox.operator_process
             if process is not None and process.poll() is not None:
-                print(f"the operator exited with {process.returncode}; see {sandbox.operator_log}", flush=True)
+                print(
+                    f"the operator exited with {process.returncode}; see {sandbox.operator_log}", flush=True
+                )
                 sandbox.operator_process = None
     if args.ready_file is not None:
         args.ready_file.unlink(missing_ok=True)

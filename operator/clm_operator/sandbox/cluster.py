@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -48,12 +49,25 @@ def find_kubectl() -> str:
     """kubectl from PATH, else the one scripts/install-k8s-tools.sh put into .tools/bin."""
     found = shutil.which("kubectl") or shutil.which("kubectl", path=str(REPO_ROOT / ".tools" / "bin"))
     if found is None:
-        raise FileNotFoundError("kubectl not found: run scripts/install-k8s-tools.sh (installs .tools/bin/kubectl)")
+        raise FileNotFoundError(
+            "kubectl not found: run scripts/install-k8s-tools.sh (installs .tools/bin/kubectl)"
+        )
     return found
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.1,
-             message: str | Callable[[], str] = "condition") -> T:
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    message: str | Callable[[], str] = "condition",
+) -> T:
     """Poll until ``predicate()`` is truthy and return it; TimeoutError naming what was awaited."""
     deadline = time.monotonic() + timeout
     while True:
@@ -106,6 +120,8 @@ class Sandbox:
         self.executor: JobExecutor | None = None
         self.s3: Any = None  # clm_operator.sandbox.s3server.S3Server when s3=True
         self.operator_process: subprocess.Popen[bytes] | None = None
+        # The operator's own ports, free ones: several sandboxes (and other test sessions) share a machine.
+        self.metrics_port, self.health_port, self.webhook_port = free_port(), free_port(), free_port()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: kmock.Server | None = None
@@ -119,7 +135,9 @@ class Sandbox:
 
     def start(self) -> Sandbox:
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._thread_main, args=(ready,), name="clm-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._thread_main, args=(ready,), name="clm-sandbox", daemon=True
+        )
         self._thread.start()
         ready.result(timeout=30)
         try:
@@ -149,8 +167,12 @@ class Sandbox:
             self._stopping = asyncio.Event()
             self.emulator = StrictKubernetesEmulator()
             self._server = await serve(self.emulator, self.host, self.port)
-            self.executor = JobExecutor(self.emulator.store, registry=self.registry, max_parallel=self.max_parallel,
-                                        workdir=self.workdir / "pods")
+            self.executor = JobExecutor(
+                self.emulator.store,
+                registry=self.registry,
+                max_parallel=self.max_parallel,
+                workdir=self.workdir / "pods",
+            )
             (self.workdir / "pods").mkdir(parents=True, exist_ok=True)
             self.executor.start()
         except BaseException as exc:
@@ -177,8 +199,9 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # -- calling into the loop -----------------------------------------------------------------------------
@@ -191,7 +214,9 @@ class Sandbox:
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
 
-    def store_call(self, method: str, group: str, version: str, plural: str, *args: Any, **kwargs: Any) -> Any:
+    def store_call(
+        self, method: str, group: str, version: str, plural: str, *args: Any, **kwargs: Any
+    ) -> Any:
         assert self.emulator is not None
         store = self.emulator.store
 
@@ -209,12 +234,25 @@ class Sandbox:
             raise
         return result
 
-    def list_objects(self, group: str, version: str, plural: str, namespace: str | None = None,
-             label_selector: str | None = None) -> list[JSON]:
+    def list_objects(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> list[JSON]:
         from clm_operator.sandbox.apimachinery import parse_label_selector
+
         match = parse_label_selector(label_selector)
-        items, _ = self.store_call("list_objects", group, version, plural, namespace,
-                                   lambda o: match(o.get("metadata", {}).get("labels") or {}))
+        items, _ = self.store_call(
+            "list_objects",
+            group,
+            version,
+            plural,
+            namespace,
+            lambda o: match(o.get("metadata", {}).get("labels") or {}),
+        )
         return list(items)
 
     def apply_object(self, obj: JSON) -> JSON:
@@ -243,11 +281,17 @@ class Sandbox:
     # -- set-up ----------------------------------------------------------------------------------------------
     def _write_kubeconfig(self) -> None:
         config = {
-            "apiVersion": "v1", "kind": "Config", "preferences": {},
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
             "clusters": [{"name": "clm-sandbox", "cluster": {"server": self.url}}],
             "users": [{"name": "clm-sandbox", "user": {"token": "clm-sandbox"}}],
-            "contexts": [{"name": "clm-sandbox", "context": {"cluster": "clm-sandbox", "user": "clm-sandbox",
-                                                             "namespace": self.namespace}}],
+            "contexts": [
+                {
+                    "name": "clm-sandbox",
+                    "context": {"cluster": "clm-sandbox", "user": "clm-sandbox", "namespace": self.namespace},
+                }
+            ],
             "current-context": "clm-sandbox",
         }
         self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -256,13 +300,21 @@ class Sandbox:
         from clm_operator.sandbox.s3server import start_s3_server
 
         self.s3 = start_s3_server(self.host)
-        bucket = self.output_uri.removeprefix("s3://").split("/", 1)[0] if self.output_uri.startswith("s3://") \
+        bucket = (
+            self.output_uri.removeprefix("s3://").split("/", 1)[0]
+            if self.output_uri.startswith("s3://")
             else None
+        )
         if bucket:
             import boto3
 
-            client = boto3.client("s3", endpoint_url=self.s3.endpoint_url, region_name="us-east-1",
-                                  aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=S3_SECRET_KEY)
+            client = boto3.client(
+                "s3",
+                endpoint_url=self.s3.endpoint_url,
+                region_name="us-east-1",
+                aws_access_key_id=S3_ACCESS_KEY,
+                aws_secret_access_key=S3_SECRET_KEY,
+            )
             client.create_bucket(Bucket=bucket)
 
     def install_crds(self) -> None:
@@ -281,10 +333,14 @@ class Sandbox:
             if not (exist_ok and exc.code == 409):
                 raise
         if self.with_s3:
-            secret = {"metadata": {"name": S3_SECRET_NAME, "namespace": name, "labels": {"app": "clm-sandbox"}},
-                      "type": "Opaque",
-                      "data": {"AWS_ACCESS_KEY_ID": base64.b64encode(S3_ACCESS_KEY.encode()).decode(),
-                               "AWS_SECRET_ACCESS_KEY": base64.b64encode(S3_SECRET_KEY.encode()).decode()}}
+            secret = {
+                "metadata": {"name": S3_SECRET_NAME, "namespace": name, "labels": {"app": "clm-sandbox"}},
+                "type": "Opaque",
+                "data": {
+                    "AWS_ACCESS_KEY_ID": base64.b64encode(S3_ACCESS_KEY.encode()).decode(),
+                    "AWS_SECRET_ACCESS_KEY": base64.b64encode(S3_SECRET_KEY.encode()).decode(),
+                },
+            }
             with contextlib.suppress(ApiError):
                 self.store_call("create", "", "v1", "secrets", name, secret)
 
@@ -295,15 +351,17 @@ class Sandbox:
     # -- the operator ---------------------------------------------------------------------------------------
     def operator_environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CLM_", "KUBECONFIG"))}
-        env.update({
-            "KUBECONFIG": str(self.kubeconfig),
-            "CLM_TRAINER_IMAGE": self.trainer_image,
-            "CLM_OUTPUT_URI": self.output_uri,
-            "CLM_S3_SECRET_NAME": S3_SECRET_NAME if self.with_s3 else "",
-            "CLM_S3_PATH_STYLE": "true",
-            "AWS_REGION": "us-east-1",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "KUBECONFIG": str(self.kubeconfig),
+                "CLM_TRAINER_IMAGE": self.trainer_image,
+                "CLM_OUTPUT_URI": self.output_uri,
+                "CLM_S3_SECRET_NAME": S3_SECRET_NAME if self.with_s3 else "",
+                "CLM_S3_PATH_STYLE": "true",
+                "AWS_REGION": "us-east-1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if self.s3 is not None:
             env["CLM_S3_ENDPOINT_URL"] = self.s3.endpoint_url
         if self.clock_file is not None:
@@ -318,8 +376,22 @@ class Sandbox:
         argv = [clm_operator, "run"] if clm_operator else [sys.executable, "-m", "clm_operator.cli", "run"]
         with self.operator_log.open("ab") as log_file:
             self.operator_process = subprocess.Popen(
-                [*argv, *self.operator_args], env=self.operator_environment(), stdout=log_file,
-                stderr=subprocess.STDOUT, cwd=str(self.workdir), start_new_session=True)
+                [
+                    *argv,
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    "--health-port",
+                    str(self.health_port),
+                    "--webhook-port",
+                    str(self.webhook_port),
+                    *self.operator_args,
+                ],
+                env=self.operator_environment(),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=str(self.workdir),
+                start_new_session=True,
+            )
 
     def stop_operator(self, timeout: float = 10.0) -> None:
         process, self.operator_process = self.operator_process, None
@@ -347,13 +419,22 @@ class Sandbox:
         return self.operator_log.read_text(errors="replace") if self.operator_log.exists() else ""
 
     # -- kubectl -------------------------------------------------------------------------------------------
-    def kubectl(self, *args: str, input: str | None = None, check: bool = False, timeout: float = 60.0,
-                namespace: str | None = None) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = False,
+        timeout: float = 60.0,
+        namespace: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         argv = [find_kubectl(), "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.kubectl_cache)]
         if namespace is not None:
             argv += ["--namespace", namespace]
-        result = subprocess.run([*argv, *args], input=input, capture_output=True, text=True, timeout=timeout,
-                                check=False)
+        result = subprocess.run(
+            [*argv, *args], input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and result.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+            raise RuntimeError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}"
+            )
         return result

@@ -28,12 +28,20 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--examples-dir", type=Path, default=REPO_ROOT / "examples",
-                        help="manifests to apply (default: examples/)")
+    parser.add_argument(
+        "--examples-dir",
+        type=Path,
+        default=REPO_ROOT / "examples",
+        help="manifests to apply (default: examples/)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the results")
     parser.add_argument("--max-parallel", type=int, default=2, help="training pods run at once")
-    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA,
-                        help="where files named by s3:// dataset URIs are found for upload")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=SHARED_DATA,
+        help="where files named by s3:// dataset URIs are found for upload",
+    )
 
 
 def _say(text: str) -> None:
@@ -50,8 +58,13 @@ def _documents(examples: list[Path]) -> list[dict[str, Any]]:
 def _upload_datasets(sandbox: Sandbox, docs: list[dict[str, Any]], data_dir: Path) -> None:
     import boto3
 
-    client = boto3.client("s3", endpoint_url=sandbox.s3.endpoint_url, region_name="us-east-1",
-                          aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=S3_SECRET_KEY)
+    client = boto3.client(
+        "s3",
+        endpoint_url=sandbox.s3.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+    )
     for doc in docs:
         spec = doc.get("spec") or {}
         spec = spec.get("template", spec) if doc.get("kind") == "Model" else spec
@@ -115,15 +128,29 @@ def main(args: argparse.Namespace) -> int:
             _say(f"not finished after {args.timeout:.0f}s (operator log: last lines below)")
             print(sandbox.operator_logs()[-3000:], flush=True)
         print(sandbox.kubectl("get", "tj,mv,mdl", "--all-namespaces").stdout, flush=True)
-        plugin = shutil.which("kubectl-clm", path=str(Path(sys.executable).parent)) or shutil.which("kubectl-clm")
+        plugin = shutil.which("kubectl-clm", path=str(Path(sys.executable).parent)) or shutil.which(
+            "kubectl-clm"
+        )
         if plugin is None:
             _say("kubectl-clm is not installed: skipping `kubectl clm status`")
-        for model in served:
-            env = {**os.environ, "KUBECONFIG": str(sandbox.kubeconfig)}
-            namespace = next((str((d.get("metadata") or {}).get("namespace") or "default") for d in docs
-                              if d.get("kind") == "Model" and d["metadata"]["name"] == model), "default")
-            if plugin is not None:
-                status = subprocess.run([plugin, "status", model, "-n", namespace], env=env, capture_output=True,
-                                        text=True, check=False, timeout=60)
-                print(status.stdout or status.stderr, flush=True)
+        models = [
+            (m["metadata"].get("namespace", "default"), m["metadata"]["name"])
+            for m in sandbox.list_objects(GROUP, VERSION, "models")
+        ]
+        if not models:
+            _say("no Model among the examples: versions stay Candidates until a Model's policy promotes one")
+        env = {**os.environ, "KUBECONFIG": str(sandbox.kubeconfig)}
+        for namespace, model in models:
+            if plugin is None:
+                break
+            status = subprocess.run(
+                [plugin, "status", model, "-n", namespace],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,
+            )
+            _say(f"kubectl clm status {model} -n {namespace}:")
+            print(status.stdout or status.stderr, flush=True)
         return 0 if done else 1

@@ -1,12 +1,18 @@
 """The emulated Kubernetes API server: kmock's ``KubernetesEmulator`` made as strict as a real one.
 
-kmock gives the HTTP server, request parsing and its DSL of reactions; its emulator keeps objects as
-loose dicts (no resourceVersion checks, no generation, no status subresource, no selectors...). This
-subclass serves every Kubernetes path from :class:`~clm_operator.sandbox.store.Store`, which has a real
-server's write semantics, and adds discovery with short names and categories, CRD registration and
-validation, server-side tables for ``kubectl get``, an OpenAPI v3 document enough for ``kubectl apply``'s
-server-side field validation, watches with resourceVersion resumption and bookmarks, and pod logs.
-Paths outside the Kubernetes API still go to kmock's reactions, so a test can add its own.
+kmock gives the HTTP server and its DSL of reactions; its emulator keeps objects as loose dicts (no
+resourceVersion checks, no generation, no status subresource, no selectors) and its URL parser fails on
+``/api/v1/namespaces``. This subclass serves every Kubernetes path itself from
+:class:`~clm_operator.sandbox.store.Store`, which has a real server's write semantics, and adds discovery
+with short names and categories, CRD registration and validation, server-side tables for ``kubectl get``,
+pod logs, watches with resourceVersion resumption and bookmarks, and an OpenAPI v3 document with which
+``kubectl apply`` delegates field validation to this server. Paths outside the Kubernetes API still go to
+kmock's reactions, so a test can add its own.
+
+Known gaps, each answered with a clear error rather than a silent difference: request bodies must be JSON
+(kubectl's typed ``create namespace/configmap/secret`` send protobuf: use ``kubectl apply -f``); there is no
+/openapi/v2 (``kubectl apply`` of a ``kind: List`` document needs ``--validate=false``; multi-document
+YAML works); ``dryRun`` is refused; server-side apply is approximated by a merge patch.
 """
 
 from __future__ import annotations
@@ -41,9 +47,17 @@ from clm_operator.sandbox.store import ResourceDef, Store, WatchEvent
 
 log = logging.getLogger(__name__)
 
-SERVER_VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0-clm-sandbox", "gitCommit": "sandbox",
-                  "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
-                  "compiler": "gc", "platform": "linux/amd64"}
+SERVER_VERSION = {
+    "major": "1",
+    "minor": "33",
+    "gitVersion": "v1.33.0-clm-sandbox",
+    "gitCommit": "sandbox",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.24",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
 
 
 def _json(payload: Any, status: int = 200) -> aiohttp.web.Response:
@@ -97,7 +111,11 @@ def parse_api_path(path: str) -> ApiPath:
     if not rest:
         return ApiPath(group, version)
     namespace = None
-    if rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in ("status", "finalize")):
+    if (
+        rest[0] == "namespaces"
+        and len(rest) >= 3
+        and not (len(rest) == 3 and rest[2] in ("status", "finalize"))
+    ):
         namespace, rest = rest[1], rest[2:]
     plural = rest[0]
     name = rest[1] if len(rest) > 1 else None
@@ -115,25 +133,44 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
     @override
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         path = raw_request.path
-        if not (path in ("/api", "/apis", "/version") or path.startswith(("/api/", "/apis/", "/openapi/",
-                                                                           "/version/"))):
+        if not (
+            path in ("/api", "/apis", "/version")
+            or path.startswith(("/api/", "/apis/", "/openapi/", "/version/"))
+        ):
             return await super().__call__(raw_request)  # kmock's own reactions serve everything else
         body = await raw_request.read()
         if body and "protobuf" in raw_request.headers.get("Content-Type", ""):
-            # kubectl's typed commands (create namespace/configmap/secret) send protobuf; decoding it needs the
-            # generated schemas of every built-in type. 415 tells client-go to use JSON, as for a CRD.
-            return _error(ApiError(415, "UnsupportedMediaType", "the sandbox API server accepts JSON bodies only "
-                                   "(use kubectl apply -f / create -f for built-in kinds)"))
-        request = ApiRequest(method=raw_request.method.upper(), path=path, params=dict(raw_request.query),
-                             headers=dict(raw_request.headers), body=body, raw=raw_request)
+            # kubectl's typed commands (create namespace/configmap/secret) send protobuf; decoding it needs
+            # the generated schemas of every built-in type, so the sandbox refuses it with a clear 415.
+            return _error(
+                ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    "the sandbox API server accepts JSON bodies only "
+                    "(use kubectl apply -f / create -f for built-in kinds)",
+                )
+            )
+        request = ApiRequest(
+            method=raw_request.method.upper(),
+            path=path,
+            params=dict(raw_request.query),
+            headers=dict(raw_request.headers),
+            body=body,
+            raw=raw_request,
+        )
         try:
             return await self._serve(request)
         except ApiError as exc:
             return _error(exc)
         except Exception as exc:  # a bug here must reach the client as a 500 Status, as a real server does
             log.exception("sandbox API server: %s %s failed", request.method, path)
-            return _error(ApiError(500, "InternalError", f"an error on the server ({exc!r}) has prevented the "
-                                   "request from succeeding"))
+            return _error(
+                ApiError(
+                    500,
+                    "InternalError",
+                    f"an error on the server ({exc!r}) has prevented the request from succeeding",
+                )
+            )
 
     async def _serve(self, request: ApiRequest) -> aiohttp.web.StreamResponse:
         path = request.path.rstrip("/") or "/"
@@ -142,8 +179,13 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
         if path.startswith("/openapi/"):
             return self._openapi(path)
         if path == "/api":
-            return _json({"kind": "APIVersions", "versions": ["v1"],
-                          "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
+            return _json(
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
+                }
+            )
         if path == "/apis":
             return _json(self._group_list())
         target = parse_api_path(path)
@@ -164,13 +206,18 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
         return groups
 
     def _group_entry(self, group: str, versions: list[str]) -> JSON:
-        return {"name": group,
-                "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
-                "preferredVersion": {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]}}
+        return {
+            "name": group,
+            "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
+            "preferredVersion": {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]},
+        }
 
     def _group_list(self) -> JSON:
-        return {"kind": "APIGroupList", "apiVersion": "v1",
-                "groups": [self._group_entry(g, vs) for g, vs in sorted(self._versions_by_group().items())]}
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [self._group_entry(g, vs) for g, vs in sorted(self._versions_by_group().items())],
+        }
 
     def _group(self, group: str) -> JSON:
         versions = self._versions_by_group().get(group)
@@ -182,9 +229,12 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
         rdefs = [r for r in self.store.resources.values() if r.group == group and r.version == version]
         if not rdefs:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        return {"kind": "APIResourceList", "apiVersion": "v1",
-                "groupVersion": f"{group}/{version}" if group else version,
-                "resources": [entry for r in sorted(rdefs, key=lambda r: r.plural) for entry in r.discovery()]}
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": [entry for r in sorted(rdefs, key=lambda r: r.plural) for entry in r.discovery()],
+        }
 
     # -- OpenAPI -----------------------------------------------------------------------------------------
     def _openapi(self, path: str) -> aiohttp.web.Response:
@@ -195,12 +245,15 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
             paths = {}
             for group, version in sorted({(r.group, r.version) for r in self.store.resources.values()}):
                 rel = f"api/{version}" if not group else f"apis/{group}/{version}"
-                digest = hashlib.sha256(json.dumps(self._openapi_doc(group, version), sort_keys=True)
-                                        .encode()).hexdigest()[:16].upper()
+                digest = (
+                    hashlib.sha256(json.dumps(self._openapi_doc(group, version), sort_keys=True).encode())
+                    .hexdigest()[:16]
+                    .upper()
+                )
                 paths[rel] = {"serverRelativeURL": f"/openapi/v3/{rel}?hash={digest}"}
             return _json({"paths": paths})
         if path.startswith("/openapi/v3/"):
-            segments = path[len("/openapi/v3/"):].strip("/").split("/")
+            segments = path[len("/openapi/v3/") :].strip("/").split("/")
             if segments[0] == "api" and len(segments) == 2:
                 return _json(self._openapi_doc("", segments[1]))
             if segments[0] == "apis" and len(segments) == 3:
@@ -213,12 +266,17 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         schemas: JSON = {}
         paths: JSON = {}
-        params = [{"name": n, "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
-                  for n in ("dryRun", "fieldManager", "fieldValidation")]
+        params = [
+            {"name": n, "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
+            for n in ("dryRun", "fieldManager", "fieldValidation")
+        ]
         for r in rdefs:
             schema_name = f"{group or 'core'}.{version}.{r.kind}"
-            schema: JSON = dict(r.schema.schema) if r.schema is not None else {
-                "type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            schema: JSON = (
+                dict(r.schema.schema)
+                if r.schema is not None
+                else {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+            )
             schema["x-kubernetes-group-version-kind"] = [{"group": group, "version": version, "kind": r.kind}]
             schemas[schema_name] = schema
             prefix = f"/api/{version}" if not group else f"/apis/{group}/{version}"
@@ -230,10 +288,16 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
                 "patch": {"operationId": f"patch{r.kind}", "parameters": params, **gvk},
                 "delete": {"operationId": f"delete{r.kind}", **gvk},
             }
-            paths[base] = {"post": {"operationId": f"create{r.kind}", "parameters": params, **gvk},
-                           "get": {"operationId": f"list{r.kind}", **gvk}}
-        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
-                "paths": paths, "components": {"schemas": schemas}}
+            paths[base] = {
+                "post": {"operationId": f"create{r.kind}", "parameters": params, **gvk},
+                "get": {"operationId": f"list{r.kind}", **gvk},
+            }
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.33.0"},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }
 
     # -- objects -----------------------------------------------------------------------------------------
     async def _serve_object_api(self, request: ApiRequest, target: ApiPath) -> aiohttp.web.StreamResponse:
@@ -277,8 +341,9 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
                 return _json(self._table(rdef, [obj], str(self.store.revision), request))
             return _json(obj)
         if method == "PUT":
-            return _json(self.store.replace(rdef, namespace, name, self._body(request), subresource=sub,
-                                            strict=strict))
+            return _json(
+                self.store.replace(rdef, namespace, name, self._body(request), subresource=sub, strict=strict)
+            )
         if method == "PATCH":
             content_type = request.headers.get("Content-Type", "application/merge-patch+json")
             patch = self._body(request, yaml_ok=content_type.startswith("application/apply-patch"))
@@ -290,12 +355,14 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
                     if exc.code != 404:
                         raise
                     return _json(self.store.create(rdef, namespace, patch, strict=strict), status=201)
-            return _json(self.store.patch(rdef, namespace, name, content_type, patch, subresource=sub,
-                                          strict=strict))
+            return _json(
+                self.store.patch(rdef, namespace, name, content_type, patch, subresource=sub, strict=strict)
+            )
         if method == "DELETE":
             options = self._body(request, optional=True) or {}
-            return _json(self.store.delete(rdef, namespace, name, options,
-                                           propagation=params.get("propagationPolicy")))
+            return _json(
+                self.store.delete(rdef, namespace, name, options, propagation=params.get("propagationPolicy"))
+            )
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed")
 
     @staticmethod
@@ -309,7 +376,9 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
         except ValueError:
             if yaml_ok:
                 return yaml.safe_load(request.body)
-            raise bad_request(f"the request body is not valid JSON (Content-Type {request.headers.get('Content-Type')!r})") from None
+            raise bad_request(
+                f"the request body is not valid JSON (Content-Type {request.headers.get('Content-Type')!r})"
+            ) from None
 
     @staticmethod
     def _predicate(params: Any) -> Any:
@@ -325,38 +394,67 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
         items, revision = self.store.list_objects(rdef, namespace, self._predicate(request.params))
         if self._wants_table(request):
             return _json(self._table(rdef, items, str(revision), request))
-        return _json({"kind": rdef.list_kind, "apiVersion": rdef.api_version,
-                      "metadata": {"resourceVersion": str(revision)}, "items": items})
+        return _json(
+            {
+                "kind": rdef.list_kind,
+                "apiVersion": rdef.api_version,
+                "metadata": {"resourceVersion": str(revision)},
+                "items": items,
+            }
+        )
 
     # -- server-side tables --------------------------------------------------------------------------------
     def _table(self, rdef: ResourceDef, items: list[JSON], revision: str, request: ApiRequest) -> JSON:
-        columns: list[JSON] = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
-                                "description": "Name must be unique within a namespace."}]
+        columns: list[JSON] = [
+            {
+                "name": "Name",
+                "type": "string",
+                "format": "name",
+                "priority": 0,
+                "description": "Name must be unique within a namespace.",
+            }
+        ]
         cells: list[list[Any]] = [[obj["metadata"]["name"]] for obj in items]
         if rdef.builtin:
             extra: list[tuple[str, Any]] = []
             if rdef.plural == "pods":
                 extra = [("Status", lambda o: o.get("status", {}).get("phase", ""))]
             elif rdef.plural == "jobs":
-                extra = [("Status", self._job_status),
-                         ("Completions", lambda o: f"{o.get('status', {}).get('succeeded', 0)}/"
-                                                   f"{o.get('spec', {}).get('completions', 1)}")]
+                extra = [
+                    ("Status", self._job_status),
+                    (
+                        "Completions",
+                        lambda o: (
+                            f"{o.get('status', {}).get('succeeded', 0)}/"
+                            f"{o.get('spec', {}).get('completions', 1)}"
+                        ),
+                    ),
+                ]
             elif rdef.plural == "namespaces":
                 extra = [("Status", lambda o: o.get("status", {}).get("phase", ""))]
             for title, fn in extra:
-                columns.append({"name": title, "type": "string", "format": "", "priority": 0, "description": ""})
+                columns.append(
+                    {"name": title, "type": "string", "format": "", "priority": 0, "description": ""}
+                )
                 for row, obj in zip(cells, items, strict=True):
                     row.append(fn(obj))
             columns.append({"name": "Age", "type": "date", "format": "", "priority": 0, "description": ""})
             for row, obj in zip(cells, items, strict=True):
                 row.append(_age(obj))
         else:
-            printer = rdef.printer_columns or [{"name": "Age", "type": "date",
-                                                "jsonPath": ".metadata.creationTimestamp"}]
+            printer = rdef.printer_columns or [
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+            ]
             for column in printer:
-                columns.append({"name": column["name"], "type": column.get("type", "string"),
-                                "format": column.get("format", ""), "priority": int(column.get("priority", 0)),
-                                "description": column.get("description", "")})
+                columns.append(
+                    {
+                        "name": column["name"],
+                        "type": column.get("type", "string"),
+                        "format": column.get("format", ""),
+                        "priority": int(column.get("priority", 0)),
+                        "description": column.get("description", ""),
+                    }
+                )
                 for row, obj in zip(cells, items, strict=True):
                     value = evaluate_json_path(obj, column["jsonPath"])
                     if column.get("type") == "date" and isinstance(value, str):
@@ -366,11 +464,26 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
                             pass
                     row.append(value)
         full = request.params.get("includeObject") == "Object"
-        rows = [{"cells": row, "object": obj if full else {
-            "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}}
-            for row, obj in zip(cells, items, strict=True)]
-        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": revision},
-                "columnDefinitions": columns, "rows": rows}
+        rows = [
+            {
+                "cells": row,
+                "object": obj
+                if full
+                else {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": obj["metadata"],
+                },
+            }
+            for row, obj in zip(cells, items, strict=True)
+        ]
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": revision},
+            "columnDefinitions": columns,
+            "rows": rows,
+        }
 
     @staticmethod
     def _job_status(job: JSON) -> str:
@@ -382,8 +495,9 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
         return "Running" if job.get("status", {}).get("active") else "Pending"
 
     # -- watches -------------------------------------------------------------------------------------------
-    async def _watch(self, request: ApiRequest, rdef: ResourceDef, namespace: str | None,
-                     name: str | None) -> aiohttp.web.StreamResponse:
+    async def _watch(
+        self, request: ApiRequest, rdef: ResourceDef, namespace: str | None, name: str | None
+    ) -> aiohttp.web.StreamResponse:
         params = request.params
         predicate = self._predicate(params)
 
@@ -428,7 +542,9 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
             for item in initial:
                 await response.write(json.dumps(item).encode() + b"\n")
             if send_initial and bookmarks:
-                await response.write(json.dumps(self._bookmark(rdef, last_rv, initial_end=True)).encode() + b"\n")
+                await response.write(
+                    json.dumps(self._bookmark(rdef, last_rv, initial_end=True)).encode() + b"\n"
+                )
             if initial and initial[-1]["type"] == "ERROR":
                 await response.write_eof()
                 return response
@@ -444,19 +560,29 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
                 try:
                     event: WatchEvent = await asyncio.wait_for(queue.get(), timeout=max(wait, 0.01))
                 except TimeoutError:
+                    transport = request.raw.transport
+                    if transport is None or transport.is_closing():
+                        break  # the client went away: stop collecting events for nobody
                     if bookmarks and time.monotonic() >= next_bookmark:
-                        await response.write(json.dumps(self._bookmark(rdef, self.store.revision)).encode() + b"\n")
+                        await response.write(
+                            json.dumps(self._bookmark(rdef, self.store.revision)).encode() + b"\n"
+                        )
                     if time.monotonic() >= next_bookmark:
                         next_bookmark = time.monotonic() + self.bookmark_interval
                     continue
-                if event.group != rdef.group or event.plural != rdef.plural or event.resource_version <= last_rv:
+                if (
+                    event.group != rdef.group
+                    or event.plural != rdef.plural
+                    or event.resource_version <= last_rv
+                ):
                     continue
                 last_rv = event.resource_version
                 if wanted(event.object):
                     obj = dict(event.object)
                     obj["apiVersion"] = rdef.api_version
                     await response.write(json.dumps({"type": event.type, "object": obj}).encode() + b"\n")
-            await response.write_eof()
+            with contextlib.suppress(ConnectionResetError):
+                await response.write_eof()
             return response
         except (ConnectionResetError, asyncio.CancelledError):
             raise
@@ -468,11 +594,15 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
         meta: JSON = {"resourceVersion": str(revision)}
         if initial_end:
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-        return {"type": "BOOKMARK", "object": {"kind": rdef.kind, "apiVersion": rdef.api_version, "metadata": meta}}
+        return {
+            "type": "BOOKMARK",
+            "object": {"kind": rdef.kind, "apiVersion": rdef.api_version, "metadata": meta},
+        }
 
 
-async def serve(emulator: StrictKubernetesEmulator, host: str = "127.0.0.1", port: int | None = None
-                ) -> kmock.Server:
+async def serve(
+    emulator: StrictKubernetesEmulator, host: str = "127.0.0.1", port: int | None = None
+) -> kmock.Server:
     """Start serving the emulator on host:port (a free port when None); returns kmock's entered Server."""
     server = kmock.Server(emulator, host=host, port=port)
     await emulator.__aenter__()

@@ -92,8 +92,11 @@ class CustomResourceSchema:
                 self.immutable_paths.append((path, str(rule.get("message") or "Value is immutable")))
             else:
                 # Only the immutability rule is implemented here; a real server would evaluate this CEL.
-                log.warning("sandbox: CEL rule %r at %s is accepted but not evaluated",
-                            rule.get("rule"), field_path(path) or "<root>")
+                log.warning(
+                    "sandbox: CEL rule %r at %s is accepted but not evaluated",
+                    rule.get("rule"),
+                    field_path(path) or "<root>",
+                )
         for name, child in (node.get("properties") or {}).items():
             self._collect_rules(child, [*path, name])
 
@@ -127,7 +130,9 @@ class CustomResourceSchema:
         self._prune(self.schema, result, [], dropped, root=True)
         return result, dropped
 
-    def _prune(self, schema: Any, value: Any, path: list[Any], dropped: list[str], root: bool = False) -> None:
+    def _prune(
+        self, schema: Any, value: Any, path: list[Any], dropped: list[str], root: bool = False
+    ) -> None:
         if not isinstance(schema, dict) or schema.get("x-kubernetes-preserve-unknown-fields"):
             return
         if isinstance(value, dict):
@@ -159,35 +164,63 @@ class CustomResourceSchema:
             value = error.instance
             kind = error.validator
             if kind == "required":
-                missing = [name for name in error.validator_value
-                           if not isinstance(value, dict) or name not in value]
+                missing = [
+                    name for name in error.validator_value if not isinstance(value, dict) or name not in value
+                ]
                 for name in missing:
                     causes.append(("FieldValueRequired", field_path([*path, name]), "Required value"))
                 continue
             if kind == "enum":
                 allowed = ", ".join(_display(v) for v in error.validator_value)
-                causes.append(("FieldValueNotSupported", where,
-                               f"Unsupported value: {_display(value)}: supported values: {allowed}"))
+                causes.append(
+                    (
+                        "FieldValueNotSupported",
+                        where,
+                        f"Unsupported value: {_display(value)}: supported values: {allowed}",
+                    )
+                )
             elif kind == "type":
-                causes.append(("FieldValueTypeInvalid", where,
-                               f"Invalid value: {_display(value)}: {where} in body must be of type "
-                               f"{error.validator_value}: {_display(value)}"))
+                causes.append(
+                    (
+                        "FieldValueTypeInvalid",
+                        where,
+                        f"Invalid value: {_display(value)}: {where} in body must be of type "
+                        f"{error.validator_value}: {_display(value)}",
+                    )
+                )
             elif kind == "minimum":
                 op = "greater than" if error.schema.get("exclusiveMinimum") else "greater than or equal to"
-                causes.append(("FieldValueInvalid", where,
-                               f"Invalid value: {_display(value)}: {where} in body should be {op} "
-                               f"{error.validator_value}"))
+                causes.append(
+                    (
+                        "FieldValueInvalid",
+                        where,
+                        f"Invalid value: {_display(value)}: {where} in body should be {op} "
+                        f"{error.validator_value}",
+                    )
+                )
             elif kind == "maximum":
                 op = "less than" if error.schema.get("exclusiveMaximum") else "less than or equal to"
-                causes.append(("FieldValueInvalid", where,
-                               f"Invalid value: {_display(value)}: {where} in body should be {op} "
-                               f"{error.validator_value}"))
+                causes.append(
+                    (
+                        "FieldValueInvalid",
+                        where,
+                        f"Invalid value: {_display(value)}: {where} in body should be {op} "
+                        f"{error.validator_value}",
+                    )
+                )
             elif kind == "pattern":
-                causes.append(("FieldValueInvalid", where,
-                               f"Invalid value: {_display(value)}: {where} in body should match "
-                               f"'{error.validator_value}'"))
+                causes.append(
+                    (
+                        "FieldValueInvalid",
+                        where,
+                        f"Invalid value: {_display(value)}: {where} in body should match "
+                        f"'{error.validator_value}'",
+                    )
+                )
             else:
-                causes.append(("FieldValueInvalid", where, f"Invalid value: {_display(value)}: {error.message}"))
+                causes.append(
+                    ("FieldValueInvalid", where, f"Invalid value: {_display(value)}: {error.message}")
+                )
         return causes
 
     def immutability_errors(self, old: JSON, new: JSON) -> list[tuple[str, str, str]]:
@@ -203,8 +236,9 @@ class CustomResourceSchema:
             if before is missing or after is missing:
                 continue
             if before != after:
-                causes.append(("FieldValueInvalid", field_path(path),
-                               f"Invalid value: {_display(after)}: {message}"))
+                causes.append(
+                    ("FieldValueInvalid", field_path(path), f"Invalid value: {_display(after)}: {message}")
+                )
         return causes
 
 

@@ -64,36 +64,80 @@ class ResourceDef:
         return f"{self.kind}List"
 
     def discovery(self) -> list[JSON]:
-        entries: list[JSON] = [{
-            "name": self.plural, "singularName": self.singular, "namespaced": self.namespaced,
-            "kind": self.kind, "verbs": list(_CRUD_VERBS),
-            **({"shortNames": self.short_names} if self.short_names else {}),
-            **({"categories": self.categories} if self.categories else {}),
-        }]
+        entries: list[JSON] = [
+            {
+                "name": self.plural,
+                "singularName": self.singular,
+                "namespaced": self.namespaced,
+                "kind": self.kind,
+                "verbs": list(_CRUD_VERBS),
+                **({"shortNames": self.short_names} if self.short_names else {}),
+                **({"categories": self.categories} if self.categories else {}),
+            }
+        ]
         if self.status_subresource:
-            entries.append({"name": f"{self.plural}/status", "singularName": "", "namespaced": self.namespaced,
-                            "kind": self.kind, "verbs": ["get", "patch", "update"]})
+            entries.append(
+                {
+                    "name": f"{self.plural}/status",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "kind": self.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
         for sub in self.extra_subresources:
-            entries.append({"name": f"{self.plural}/{sub}", "singularName": "", "namespaced": self.namespaced,
-                            "kind": self.kind if sub != "log" else "Pod", "verbs": ["get"]})
+            entries.append(
+                {
+                    "name": f"{self.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "kind": self.kind if sub != "log" else "Pod",
+                    "verbs": ["get"],
+                }
+            )
         return entries
 
 
 BUILTINS: list[ResourceDef] = [
-    ResourceDef("", "v1", "namespaces", "namespace", "Namespace", namespaced=False, short_names=["ns"],
-                status_subresource=True),
+    ResourceDef(
+        "",
+        "v1",
+        "namespaces",
+        "namespace",
+        "Namespace",
+        namespaced=False,
+        short_names=["ns"],
+        status_subresource=True,
+    ),
     ResourceDef("", "v1", "secrets", "secret", "Secret"),
     ResourceDef("", "v1", "configmaps", "configmap", "ConfigMap", short_names=["cm"]),
     ResourceDef("", "v1", "events", "event", "Event", short_names=["ev"]),
-    ResourceDef("", "v1", "pods", "pod", "Pod", short_names=["po"], categories=["all"], status_subresource=True,
-                extra_subresources=["log"]),
+    ResourceDef(
+        "",
+        "v1",
+        "pods",
+        "pod",
+        "Pod",
+        short_names=["po"],
+        categories=["all"],
+        status_subresource=True,
+        extra_subresources=["log"],
+    ),
     ResourceDef("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", short_names=["sa"]),
     ResourceDef("events.k8s.io", "v1", "events", "event", "Event", short_names=["ev"]),
     ResourceDef("batch", "v1", "jobs", "job", "Job", categories=["all"], status_subresource=True),
     ResourceDef("coordination.k8s.io", "v1", "leases", "lease", "Lease"),
-    ResourceDef("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
-                "CustomResourceDefinition", namespaced=False, short_names=["crd", "crds"],
-                categories=["api-extensions"], status_subresource=True),
+    ResourceDef(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        "CustomResourceDefinition",
+        namespaced=False,
+        short_names=["crd", "crds"],
+        categories=["api-extensions"],
+        status_subresource=True,
+    ),
 ]
 
 Key = tuple[str, str, str, str]  # group, plural, namespace ("" when cluster-scoped), name
@@ -141,8 +185,12 @@ class Store:
     def resource(self, group: str, version: str, plural: str) -> ResourceDef:
         rdef = self.resources.get((group, version, plural))
         if rdef is None:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource",
-                           {"group": group, "kind": plural})
+            raise ApiError(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                {"group": group, "kind": plural},
+            )
         return rdef
 
     def find_kind(self, api_version: str, kind: str) -> ResourceDef | None:
@@ -167,10 +215,14 @@ class Store:
             raise not_found(rdef.plural, rdef.group, name)
         return self._present(rdef, obj)
 
-    def list_objects(self, rdef: ResourceDef, namespace: str | None,
-             predicate: Callable[[JSON], bool] = lambda o: True) -> tuple[list[JSON], int]:
-        items = [self._present(rdef, obj) for (g, p, ns, _), obj in sorted(self.objects.items())
-                 if g == rdef.group and p == rdef.plural and (namespace is None or ns == namespace)]
+    def list_objects(
+        self, rdef: ResourceDef, namespace: str | None, predicate: Callable[[JSON], bool] = lambda o: True
+    ) -> tuple[list[JSON], int]:
+        items = [
+            self._present(rdef, obj)
+            for (g, p, ns, _), obj in sorted(self.objects.items())
+            if g == rdef.group and p == rdef.plural and (namespace is None or ns == namespace)
+        ]
         return [o for o in items if predicate(o)], self.revision
 
     def objects_of(self, group: str, plural: str) -> Iterable[JSON]:
@@ -186,13 +238,22 @@ class Store:
         self.subscribers.discard(queue)
 
     def events_since(self, group: str, plural: str, since: int) -> list[WatchEvent]:
-        if self.history and since < self.history[0].resource_version - 1 and len(self.history) == _WATCH_HISTORY:
-            raise ApiError(410, "Expired", f"too old resource version: {since} ({self.history[0].resource_version})")
-        return [e for e in self.history if e.resource_version > since and e.group == group and e.plural == plural]
+        if (
+            self.history
+            and since < self.history[0].resource_version - 1
+            and len(self.history) == _WATCH_HISTORY
+        ):
+            raise ApiError(
+                410, "Expired", f"too old resource version: {since} ({self.history[0].resource_version})"
+            )
+        return [
+            e for e in self.history if e.resource_version > since and e.group == group and e.plural == plural
+        ]
 
     def _emit(self, rdef: ResourceDef, kind: str, obj: JSON) -> None:
-        event = WatchEvent(int(obj["metadata"]["resourceVersion"]), rdef.group, rdef.plural, kind,
-                           self._present(rdef, obj))
+        event = WatchEvent(
+            int(obj["metadata"]["resourceVersion"]), rdef.group, rdef.plural, kind, self._present(rdef, obj)
+        )
         self.history.append(event)
         for queue in self.subscribers:
             queue.put_nowait(event)
@@ -213,8 +274,12 @@ class Store:
         if ns is None:
             raise not_found("namespaces", "", namespace)
         if creating and ns["metadata"].get("deletionTimestamp"):
-            raise ApiError(403, "Forbidden", f'{rdef.plural} "..." is forbidden: unable to create new content in '
-                           f"namespace {namespace} because it is being terminated")
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{rdef.plural} "..." is forbidden: unable to create new content in '
+                f"namespace {namespace} because it is being terminated",
+            )
 
     def _validate_custom(self, rdef: ResourceDef, obj: JSON, old: JSON | None, strict: bool) -> JSON:
         if rdef.schema is None:
@@ -223,8 +288,11 @@ class Store:
         defaulted = rdef.schema.default(obj)
         pruned, dropped = rdef.schema.prune(defaulted)
         if dropped and strict:
-            raise ApiError(400, "BadRequest", "strict decoding error: " + ", ".join(
-                f'unknown field "{path}"' for path in dropped))
+            raise ApiError(
+                400,
+                "BadRequest",
+                "strict decoding error: " + ", ".join(f'unknown field "{path}"' for path in dropped),
+            )
         causes = rdef.schema.validate(pruned)
         if old is not None:
             causes += rdef.schema.immutability_errors(old, pruned)
@@ -240,22 +308,38 @@ class Store:
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + "".join(secrets.choice("bcdfghjklmnpqrstvwxz2456789")
-                                                          for _ in range(5))
+            meta["name"] = meta["generateName"] + "".join(
+                secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5)
+            )
         name = meta.get("name")
         if not name:
-            raise invalid(rdef.kind, rdef.group, "", [("FieldValueRequired", "metadata.name",
-                                                       "Required value: name or generateName is required")])
+            raise invalid(
+                rdef.kind,
+                rdef.group,
+                "",
+                [("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")],
+            )
         if not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
-            raise invalid(rdef.kind, rdef.group, name, [(
-                "FieldValueInvalid", "metadata.name",
-                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
-                "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character")])
+            raise invalid(
+                rdef.kind,
+                rdef.group,
+                name,
+                [
+                    (
+                        "FieldValueInvalid",
+                        "metadata.name",
+                        f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
+                        "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
+                        "character",
+                    )
+                ],
+            )
         if rdef.namespaced:
             body_ns = meta.get("namespace")
             if namespace and body_ns and body_ns != namespace:
-                raise bad_request("the namespace of the provided object does not match the namespace sent on "
-                                  "the request")
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             namespace = namespace or body_ns
             self._check_namespace(rdef, namespace, creating=True)
             meta["namespace"] = namespace
@@ -264,13 +348,24 @@ class Store:
         key = self._key(rdef, namespace, name)
         if key in self.objects:
             raise already_exists(rdef.plural, rdef.group, name)
-        for server_owned in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "uid",
-                             "creationTimestamp", "generation", "managedFields", "selfLink"):
+        for server_owned in (
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "managedFields",
+            "selfLink",
+        ):
             meta.pop(server_owned, None)
         if rdef.status_subresource:
             obj.pop("status", None)
         obj["apiVersion"] = rdef.api_version
         obj["kind"] = rdef.kind
+        _validate_metadata(rdef, obj)
+        if rdef.plural == "jobs" and rdef.group == "batch":
+            _validate_job(rdef, obj)
         if not rdef.builtin:
             obj = self._validate_custom(rdef, obj, None, strict)
             meta = obj["metadata"]
@@ -310,24 +405,41 @@ class Store:
             spec.setdefault("suspend", False)
             spec.setdefault("completionMode", "NonIndexed")
             uid = meta["uid"]
-            labels = {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": meta["name"],
-                      "controller-uid": uid, "job-name": meta["name"]}
+            labels = {
+                "batch.kubernetes.io/controller-uid": uid,
+                "batch.kubernetes.io/job-name": meta["name"],
+                "controller-uid": uid,
+                "job-name": meta["name"],
+            }
             if not spec.get("manualSelector"):
                 spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
             template = spec.setdefault("template", {})
             template.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
-            meta.setdefault("labels", {}).update({k: v for k, v in labels.items() if "job-name" in k
-                                                  or "controller-uid" in k})
+            meta.setdefault("labels", {}).update(
+                {k: v for k, v in labels.items() if "job-name" in k or "controller-uid" in k}
+            )
         elif rdef.group == "apiextensions.k8s.io":
             names = obj.get("spec", {}).get("names", {})
             obj["status"] = {
-                "acceptedNames": names, "storedVersions": [v["name"] for v in obj.get("spec", {}).get("versions", [])
-                                                           if v.get("storage")],
+                "acceptedNames": names,
+                "storedVersions": [
+                    v["name"] for v in obj.get("spec", {}).get("versions", []) if v.get("storage")
+                ],
                 "conditions": [
-                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                     "message": "no conflicts found", "lastTransitionTime": rfc3339()},
-                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                     "message": "the initial names have been accepted", "lastTransitionTime": rfc3339()},
+                    {
+                        "type": "NamesAccepted",
+                        "status": "True",
+                        "reason": "NoConflicts",
+                        "message": "no conflicts found",
+                        "lastTransitionTime": rfc3339(),
+                    },
+                    {
+                        "type": "Established",
+                        "status": "True",
+                        "reason": "InitialNamesAccepted",
+                        "message": "the initial names have been accepted",
+                        "lastTransitionTime": rfc3339(),
+                    },
                 ],
             }
 
@@ -338,40 +450,72 @@ class Store:
             raise not_found(rdef.plural, rdef.group, name)
         return key, obj
 
-    def replace(self, rdef: ResourceDef, namespace: str | None, name: str, body: JSON, *,
-                subresource: str | None = None, strict: bool = False) -> JSON:
+    def replace(
+        self,
+        rdef: ResourceDef,
+        namespace: str | None,
+        name: str,
+        body: JSON,
+        *,
+        subresource: str | None = None,
+        strict: bool = False,
+    ) -> JSON:
         if not isinstance(body, dict):
             raise bad_request("the request body must be a JSON object")
         body_name = (body.get("metadata") or {}).get("name")
         if body_name and body_name != name:
-            raise bad_request(f'the name of the object ({body_name}) does not match the name on the URL ({name})')
+            raise bad_request(
+                f"the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )
         key, old = self._current(rdef, namespace, name)
         expected = (body.get("metadata") or {}).get("resourceVersion")
         return self._commit(rdef, key, old, copy.deepcopy(body), expected, subresource, strict)
 
-    def patch(self, rdef: ResourceDef, namespace: str | None, name: str, content_type: str, patch: Any, *,
-              subresource: str | None = None, strict: bool = False) -> JSON:
+    def patch(
+        self,
+        rdef: ResourceDef,
+        namespace: str | None,
+        name: str,
+        content_type: str,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        strict: bool = False,
+    ) -> JSON:
         kind = content_type.split(";")[0].strip().lower()
         if not rdef.builtin and kind == "application/strategic-merge-patch+json":
-            raise ApiError(415, "UnsupportedMediaType",
-                           "strategic merge patch is not supported for custom resources: use --type merge")
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "strategic merge patch is not supported for custom resources: use --type merge",
+            )
         key, old = self._current(rdef, namespace, name)
         patched = apply_patch(content_type, self._present(rdef, old), patch)
         expected = None
         if isinstance(patch, dict):
             expected = (patch.get("metadata") or {}).get("resourceVersion")
         elif isinstance(patch, list):
-            # A JSON patch "test" of the resourceVersion is the optimistic-concurrency form of that patch type.
+            # A JSON patch carries its precondition as a "test" operation, which jsonpatch enforces.
             expected = None
         return self._commit(rdef, key, old, patched, expected, subresource, strict)
 
-    def _commit(self, rdef: ResourceDef, key: Key, old: JSON, new: JSON, expected_rv: str | None,
-                subresource: str | None, strict: bool) -> JSON:
+    def _commit(
+        self,
+        rdef: ResourceDef,
+        key: Key,
+        old: JSON,
+        new: JSON,
+        expected_rv: str | None,
+        subresource: str | None,
+        strict: bool,
+    ) -> JSON:
         name = key[3]
         if expected_rv is not None and str(expected_rv) != old["metadata"]["resourceVersion"]:
             raise conflict(rdef.plural, rdef.group, name)
         if subresource not in (None, "status"):
-            raise ApiError(405, "MethodNotAllowed", f"the subresource {subresource!r} does not support writes")
+            raise ApiError(
+                405, "MethodNotAllowed", f"the subresource {subresource!r} does not support writes"
+            )
         if subresource == "status":
             if not rdef.status_subresource:
                 raise not_found(f"{rdef.plural}/status", rdef.group, name)
@@ -390,8 +534,15 @@ class Store:
                     candidate.pop("status", None)
             old_meta = old["metadata"]
             meta = candidate["metadata"]
-            for server_owned in ("uid", "creationTimestamp", "name", "namespace", "generation",
-                                 "deletionTimestamp", "deletionGracePeriodSeconds"):
+            for server_owned in (
+                "uid",
+                "creationTimestamp",
+                "name",
+                "namespace",
+                "generation",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+            ):
                 if server_owned in old_meta:
                     meta[server_owned] = old_meta[server_owned]
                 else:
@@ -399,10 +550,20 @@ class Store:
             if old_meta.get("deletionTimestamp"):
                 added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
                 if added:
-                    raise invalid(rdef.kind, rdef.group, name, [(
-                        "FieldValueForbidden", "metadata.finalizers",
-                        f"Forbidden: no new finalizers can be added if the object is being deleted, found new "
-                        f"finalizers {sorted(added)}")])
+                    raise invalid(
+                        rdef.kind,
+                        rdef.group,
+                        name,
+                        [
+                            (
+                                "FieldValueForbidden",
+                                "metadata.finalizers",
+                                "Forbidden: no new finalizers can be added if the object is being deleted, "
+                                "found new "
+                                f"finalizers {sorted(added)}",
+                            )
+                        ],
+                    )
         candidate["apiVersion"] = rdef.api_version
         candidate["kind"] = rdef.kind
         if rdef.plural == "secrets" and rdef.group == "" and candidate.get("stringData"):
@@ -412,6 +573,7 @@ class Store:
             candidate["data"] = data
         if rdef.plural == "jobs" and rdef.group == "batch":
             self._check_job_update(rdef, old, candidate)
+        _validate_metadata(rdef, candidate)
         if not rdef.builtin:
             candidate = self._validate_custom(rdef, candidate, old, strict)
         if _spec_part(candidate) != _spec_part(old):
@@ -435,18 +597,30 @@ class Store:
         old_spec, new_spec = old.get("spec", {}), new.get("spec", {})
         for part in ("template", "selector", "completions", "podFailurePolicy"):
             if part in old_spec and old_spec.get(part) != new_spec.get(part):
-                raise invalid(rdef.kind, rdef.group, old["metadata"]["name"], [(
-                    "FieldValueInvalid", f"spec.{part}", "Invalid value: field is immutable")])
+                raise invalid(
+                    rdef.kind,
+                    rdef.group,
+                    old["metadata"]["name"],
+                    [("FieldValueInvalid", f"spec.{part}", "Invalid value: field is immutable")],
+                )
 
-    def delete(self, rdef: ResourceDef, namespace: str | None, name: str, options: JSON | None = None,
-               propagation: str | None = None) -> JSON:
+    def delete(
+        self,
+        rdef: ResourceDef,
+        namespace: str | None,
+        name: str,
+        options: JSON | None = None,
+        propagation: str | None = None,
+    ) -> JSON:
         key, obj = self._current(rdef, namespace, name)
         options = options or {}
         preconditions = options.get("preconditions") or {}
         if preconditions.get("uid") and preconditions["uid"] != obj["metadata"]["uid"]:
             raise conflict(rdef.plural, rdef.group, name)
-        if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != obj["metadata"][
-                "resourceVersion"]:
+        if (
+            preconditions.get("resourceVersion")
+            and preconditions["resourceVersion"] != obj["metadata"]["resourceVersion"]
+        ):
             raise conflict(rdef.plural, rdef.group, name)
         policy = propagation or options.get("propagationPolicy") or "Background"
         if policy == "Orphan":
@@ -474,7 +648,7 @@ class Store:
             ns_obj["metadata"]["resourceVersion"] = self._next_rv()
             self.objects[key] = ns_obj
             self._emit(rdef, "MODIFIED", ns_obj)
-        for (g, p, ns, obj_name) in [k for k in self.objects if k[2] == name]:
+        for g, p, ns, obj_name in [k for k in self.objects if k[2] == name]:
             owner = self._resource_for(g, p)
             if owner is not None and (g, p, ns, obj_name) in self.objects:
                 self.delete(owner, ns, obj_name)
@@ -484,8 +658,11 @@ class Store:
     def _maybe_finish_namespace(self, namespace: str) -> None:
         key = ("", "namespaces", "", namespace)
         ns_obj = self.objects.get(key)
-        if ns_obj and ns_obj["metadata"].get("deletionTimestamp") and not any(
-                k[2] == namespace for k in self.objects):
+        if (
+            ns_obj
+            and ns_obj["metadata"].get("deletionTimestamp")
+            and not any(k[2] == namespace for k in self.objects)
+        ):
             self._remove(self.resource("", "v1", "namespaces"), key)
 
     def _resource_for(self, group: str, plural: str) -> ResourceDef | None:
@@ -505,8 +682,11 @@ class Store:
             self._maybe_finish_namespace(key[2])
 
     def _dependents(self, owner_uid: str) -> list[Key]:
-        return [k for k, o in self.objects.items()
-                if any(ref.get("uid") == owner_uid for ref in o["metadata"].get("ownerReferences") or [])]
+        return [
+            k
+            for k, o in self.objects.items()
+            if any(ref.get("uid") == owner_uid for ref in o["metadata"].get("ownerReferences") or [])
+        ]
 
     def _collect_garbage(self, owner_uid: str) -> None:
         """Background cascade: dependents whose every owner is gone are deleted (finalizers respected)."""
@@ -514,8 +694,11 @@ class Store:
             obj = self.objects.get(key)
             if obj is None:
                 continue
-            alive = [ref for ref in obj["metadata"].get("ownerReferences") or []
-                     if ref.get("uid") != owner_uid and self._uid_exists(ref.get("uid"))]
+            alive = [
+                ref
+                for ref in obj["metadata"].get("ownerReferences") or []
+                if ref.get("uid") != owner_uid and self._uid_exists(ref.get("uid"))
+            ]
             if alive:
                 continue
             rdef = self._resource_for(key[0], key[1])
@@ -531,30 +714,45 @@ class Store:
             obj = self.objects[key]
             refs = [r for r in obj["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
             if rdef is not None:
-                self.patch(rdef, key[2] or None, key[3], "application/merge-patch+json",
-                           {"metadata": {"ownerReferences": refs or None}})
+                self.patch(
+                    rdef,
+                    key[2] or None,
+                    key[3],
+                    "application/merge-patch+json",
+                    {"metadata": {"ownerReferences": refs or None}},
+                )
 
     # -- custom resource definitions -------------------------------------------------------------------
     def _crd_changed(self, crd: JSON) -> None:
         spec = crd.get("spec", {})
         names = spec.get("names", {})
         group = spec.get("group", "")
-        for stale in [k for k, r in self.resources.items()
-                      if not r.builtin and r.group == group and r.plural == names.get("plural")]:
+        for stale in [
+            k
+            for k, r in self.resources.items()
+            if not r.builtin and r.group == group and r.plural == names.get("plural")
+        ]:
             del self.resources[stale]
         for version in spec.get("versions", []):
             if not version.get("served", True):
                 continue
             schema = (version.get("schema") or {}).get("openAPIV3Schema")
-            self.register(ResourceDef(
-                group=group, version=version["name"], plural=names["plural"],
-                singular=names.get("singular") or names.get("kind", "").lower(), kind=names["kind"],
-                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-                short_names=list(names.get("shortNames") or []), categories=list(names.get("categories") or []),
-                status_subresource="status" in (version.get("subresources") or {}),
-                builtin=False, schema=CustomResourceSchema(schema),
-                printer_columns=list(version.get("additionalPrinterColumns") or []),
-            ))
+            self.register(
+                ResourceDef(
+                    group=group,
+                    version=version["name"],
+                    plural=names["plural"],
+                    singular=names.get("singular") or names.get("kind", "").lower(),
+                    kind=names["kind"],
+                    namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                    short_names=list(names.get("shortNames") or []),
+                    categories=list(names.get("categories") or []),
+                    status_subresource="status" in (version.get("subresources") or {}),
+                    builtin=False,
+                    schema=CustomResourceSchema(schema),
+                    printer_columns=list(version.get("additionalPrinterColumns") or []),
+                )
+            )
 
     def _crd_removed(self, crd: JSON) -> None:
         spec = crd.get("spec", {})
@@ -563,9 +761,125 @@ class Store:
             rdef = self._resource_for(group, str(plural))
             if rdef is not None and key in self.objects:
                 self._remove(rdef, key)
-        for stale in [k for k, r in self.resources.items() if not r.builtin and r.group == group
-                      and r.plural == plural]:
+        for stale in [
+            k for k, r in self.resources.items() if not r.builtin and r.group == group and r.plural == plural
+        ]:
             del self.resources[stale]
+
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+
+
+def _label_causes(labels: Any, where: str) -> list[tuple[str, str, str]]:
+    causes: list[tuple[str, str, str]] = []
+    if not isinstance(labels, dict):
+        return causes
+    for key, value in labels.items():
+        prefix, _, name = str(key).rpartition("/")
+        if len(name) > 63 or not _LABEL_NAME.match(name) or (prefix and not _DNS_SUBDOMAIN.match(prefix)):
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    where,
+                    f'Invalid value: "{key}": name part must consist of '
+                    "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                    "character (at most 63 characters)",
+                )
+            )
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    where,
+                    f'Invalid value: "{value}": a valid label must be an '
+                    "empty string or consist of alphanumeric characters, '-', '_' or '.', and must start "
+                    "and end with an alphanumeric character (at most 63 characters)",
+                )
+            )
+    return causes
+
+
+def _validate_metadata(rdef: ResourceDef, obj: JSON) -> None:
+    meta = obj.get("metadata") or {}
+    causes = _label_causes(meta.get("labels"), "metadata.labels")
+    annotations = meta.get("annotations") or {}
+    if any(not isinstance(v, str) for v in annotations.values()):
+        causes.append(
+            ("FieldValueInvalid", "metadata.annotations", "Invalid value: annotation values must be strings")
+        )
+    if causes:
+        raise invalid(rdef.kind, rdef.group, str(meta.get("name", "")), causes)
+
+
+def _validate_job(rdef: ResourceDef, job: JSON) -> None:
+    """The Job validation a real server does that the operator's Job builder could get wrong."""
+    spec = job.get("spec") or {}
+    template = spec.get("template") or {}
+    pod_spec = template.get("spec") or {}
+    causes = _label_causes((template.get("metadata") or {}).get("labels"), "spec.template.metadata.labels")
+    containers = pod_spec.get("containers") or []
+    if not containers:
+        causes.append(("FieldValueRequired", "spec.template.spec.containers", "Required value"))
+    for index, container in enumerate(containers):
+        for required in ("name", "image"):
+            if not container.get(required):
+                causes.append(
+                    (
+                        "FieldValueRequired",
+                        f"spec.template.spec.containers[{index}].{required}",
+                        "Required value",
+                    )
+                )
+        for env_index, env in enumerate(container.get("env") or []):
+            if not env.get("name"):
+                causes.append(
+                    (
+                        "FieldValueRequired",
+                        f"spec.template.spec.containers[{index}].env[{env_index}].name",
+                        "Required value",
+                    )
+                )
+            if "value" in env and not isinstance(env["value"], str):
+                causes.append(
+                    (
+                        "FieldValueTypeInvalid",
+                        f"spec.template.spec.containers[{index}].env[{env_index}].value",
+                        "Invalid value: env values must be strings",
+                    )
+                )
+    restart = pod_spec.get("restartPolicy", "Always")
+    if restart not in ("Never", "OnFailure"):
+        causes.append(
+            (
+                "FieldValueNotSupported",
+                "spec.template.spec.restartPolicy",
+                f'Unsupported value: "{restart}": supported values: "OnFailure", "Never"',
+            )
+        )
+    elif spec.get("podFailurePolicy") and restart != "Never":
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.template.spec.restartPolicy",
+                f'Invalid value: "{restart}": only "Never" is supported when podFailurePolicy is specified',
+            )
+        )
+    for field_name in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
+        value = spec.get(field_name)
+        if value is not None and (
+            not isinstance(value, int) or value < (1 if field_name == "activeDeadlineSeconds" else 0)
+        ):
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    f"spec.{field_name}",
+                    f"Invalid value: {value}: must be greater "
+                    "than or equal to " + ("1" if field_name == "activeDeadlineSeconds" else "0"),
+                )
+            )
+    if causes:
+        raise invalid(rdef.kind, rdef.group, str((job.get("metadata") or {}).get("name", "")), causes)
 
 
 def job_selector(job: JSON) -> str:

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Writes argocd-cm-health.yaml from health/*.lua (the Lua files are the source; `make argocd-health`).
+
+tests/argocd checks that the patch embeds exactly these files.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KINDS = {"TrainingJob": "trainingjob.lua", "ModelVersion": "modelversion.lua", "Model": "model.lua"}
+HEADER = """\
+# Argo CD health checks for the clm.dev kinds: merge into the argocd-cm ConfigMap, e.g.
+#   kubectl -n argocd patch configmap argocd-cm --type merge --patch-file deploy/argocd/argocd-cm-health.yaml
+# GENERATED from deploy/argocd/health/*.lua by render_health_patch.py: edit the .lua files instead.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: argocd-cm
+  namespace: argocd
+  labels:
+    app.kubernetes.io/name: argocd-cm
+    app.kubernetes.io/part-of: argocd
+data:
+"""
+
+
+def render() -> str:
+    parts = [HEADER]
+    for kind, filename in KINDS.items():
+        lua = (HERE / "health" / filename).read_text()
+        body = "".join(f"    {line}\n" if line else "\n" for line in lua.rstrip("\n").split("\n"))
+        parts.append(f"  resource.customizations.health.clm.dev_{kind}: |\n{body}")
+    return "".join(parts)
+
+
+if __name__ == "__main__":
+    target = HERE / "argocd-cm-health.yaml"
+    target.write_text(render())
+    sys.stdout.write(f"wrote {target}\n")

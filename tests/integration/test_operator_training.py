@@ -1,0 +1,150 @@
+"""TrainingJob -> Job -> ModelVersion through the sandbox, with kubectl as the client and real training."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from clm_operator.sandbox.cluster import S3_ACCESS_KEY, S3_SECRET_KEY, wait_for
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.operator_harness import OperatorSandbox, condition, operator_sandbox, training_job
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[OperatorSandbox]:
+    with operator_sandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def ns(env: OperatorSandbox) -> Iterator[str]:
+    name = f"train-{next(_names)}"
+    env.sb.create_namespace(name)
+    yield name
+    env.sb.delete_namespace(name)
+
+
+def test_planted_signal_becomes_a_candidate_with_its_artifact_in_s3(env: OperatorSandbox, ns: str) -> None:
+    template = {key: value for key, value in training_job("x")["spec"].items() if key != "modelName"}
+    model = {"apiVersion": "clm.dev/v1alpha1", "kind": "Model", "metadata": {"name": "btc-xgb"},
+             "spec": {"template": template, "suspend": True, "promotion": {"policy": "Manual"}}}
+    applied = env.apply(ns, model)
+    assert applied.returncode == 0, applied.stderr
+    applied = env.apply(ns, training_job("planted"))
+    assert applied.returncode == 0, applied.stderr
+    tj = env.wait_finished(ns, "planted")
+    status = tj["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["observedGeneration"] == tj["metadata"]["generation"]
+    assert status["metrics"]["passed"] is True and status["metrics"]["sharpe"] > 1.0
+    assert condition(tj, "Complete")["status"] == "True"
+
+    mv = env.get("modelversions", ns, status["modelVersion"])
+    assert mv is not None
+    assert mv["metadata"]["name"] == f"btc-xgb-{status['version']}"
+    assert mv["spec"] == {"modelName": "btc-xgb", "version": status["version"], "algorithm": "xgboost",
+                          "trainingJobRef": {"name": "planted", "uid": tj["metadata"]["uid"]}}
+    # owned by its Model, never by the run: deleting the run keeps the model
+    owners = mv["metadata"].get("ownerReferences") or []
+    assert [(o["kind"], o["name"]) for o in owners] == [("Model", "btc-xgb")]
+    mv_status = mv["status"]
+    assert mv_status["stage"] == "Candidate"
+    assert mv_status["evaluation"]["passed"] is True and mv_status["evaluation"]["failedCriteria"] == []
+    assert mv_status["metrics"]["backtest"]["trades"] >= 50
+    assert [(h.get("from"), h["to"]) for h in mv_status["stageHistory"]] == [(None, "Training"),
+                                                                              ("Training", "Candidate")]
+    assert mv_status["dataset"]["symbol"] == "BTCUSDT" and mv_status["dataset"]["rows"] > 0
+
+    artifact = mv_status["artifact"]
+    assert artifact["uri"].startswith(f"s3://clm-models/models/{ns}/btc-xgb/{status['version']}/")
+    bucket, key = artifact["uri"].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", endpoint_url=env.sb.s3.endpoint_url, region_name="us-east-1",
+                      aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=S3_SECRET_KEY)
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == artifact["sha256"] and len(body) == artifact["sizeBytes"]
+
+    job = env.get("jobs", ns, status["jobName"])
+    assert job is not None
+    assert job["metadata"]["ownerReferences"][0]["uid"] == tj["metadata"]["uid"]
+    reasons = {e["reason"] for e in env.events(ns, "planted") + env.events(ns, mv["metadata"]["name"])}
+    assert {"TrainingJobCreated", "ModelTrained", "ModelEvaluated"} <= reasons
+
+    printed = env.kubectl(ns, "get", "tj", "planted", "--no-headers")
+    assert printed.returncode == 0 and "Succeeded" in printed.stdout and status["version"] in printed.stdout
+    printed = env.kubectl(ns, "get", "mv", "--no-headers")
+    assert "Candidate" in printed.stdout
+    # no secret ever reaches a status or an event
+    everything = str(tj) + str(mv) + str(env.objects("events", ns))
+    assert S3_SECRET_KEY not in everything and S3_ACCESS_KEY not in everything
+
+
+def test_random_walk_fails_its_criteria(env: OperatorSandbox, ns: str) -> None:
+    document = training_job("noise", dataset={"uri": "builtin:synthetic?kind=random_walk&seed=11&bars=3000",
+                                              "symbol": "BTCUSDT"})
+    assert env.apply(ns, document).returncode == 0
+    tj = env.wait_finished(ns, "noise")
+    assert tj["status"]["phase"] == "Succeeded"  # the run worked; the model is not good enough
+    assert tj["status"]["metrics"]["passed"] is False
+    mv = env.get("modelversions", ns, tj["status"]["modelVersion"])
+    assert mv is not None
+    assert mv["status"]["stage"] == "Failed"
+    failed = mv["status"]["evaluation"]["failedCriteria"]
+    assert failed and any(item.startswith("sharpe:") for item in failed)
+    evaluated = condition(mv, "Evaluated")
+    assert evaluated["status"] == "False" and evaluated["reason"] == "CriteriaNotMet"
+    assert "sharpe" in evaluated["message"]
+    assert any(e["reason"] == "ModelEvaluated" and e["type"] == "Warning"
+               for e in env.events(ns, mv["metadata"]["name"]))
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one series in a Prometheus text exposition (AssertionError when absent)."""
+    for family in text_string_to_metric_families(text):
+        for item in family.samples:
+            if item.name == name and all(item.labels.get(k) == v for k, v in labels.items()):
+                return float(item.value)
+    raise AssertionError(f"no sample {name}{labels} in /metrics")
+
+
+def test_metrics_pass_promtool_and_count_the_runs(env: OperatorSandbox, ns: str) -> None:
+    assert env.apply(ns, training_job("counted")).returncode == 0
+    tj = env.wait_finished(ns, "counted")
+    assert tj["status"]["phase"] == "Succeeded"
+    version = tj["status"]["version"]
+
+    def scraped() -> str | None:
+        text = env.scrape()
+        families = {f.name for f in text_string_to_metric_families(text)}
+        return text if "clm_last_successful_training_timestamp_seconds" in families else None
+
+    text = wait_for(scraped, timeout=30)
+    assert text is not None
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is required (Debian package prometheus; scripts/setup.sh installs it)"
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
+                             check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    for family in ("clm_reconciles_total", "clm_reconcile_errors_total", "clm_reconcile_duration_seconds",
+                   "clm_training_jobs", "clm_training_job_failures_total", "clm_training_duration_seconds",
+                   "clm_model_versions", "clm_promotions_total", "clm_rollbacks_total", "clm_promotion_score",
+                   "clm_last_successful_training_timestamp_seconds", "clm_model_production_version_info",
+                   "clm_model_has_production", "clm_model_next_schedule_timestamp_seconds",
+                   "clm_webhook_requests_total"):
+        assert f"# TYPE {family}" in text or f"# TYPE {family.removesuffix('_total')}" in text, family
+    assert sample(text, "clm_reconciles_total", kind="TrainingJob", result="success") >= 1
+    assert sample(text, "clm_training_jobs", namespace=ns, phase="Succeeded") == 1
+    assert sample(text, "clm_training_jobs", namespace=ns, phase="Running") == 0
+    assert sample(text, "clm_model_versions", namespace=ns, model="btc-xgb", stage="Candidate") == 1
+    assert sample(text, "clm_training_duration_seconds_count", algorithm="xgboost") >= 1
+    assert sample(text, "clm_promotion_score", namespace=ns, model="btc-xgb", version=version) > 0
+    assert sample(text, "clm_last_successful_training_timestamp_seconds", namespace=ns, model="btc-xgb") > 0
