@@ -4,6 +4,7 @@ patch that carries them, and the Application examples."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -339,3 +340,60 @@ def test_health_scripts_exist_for_every_kind() -> None:
         "trainingjob.lua",
     ]
     assert Path(ARGOCD / "argocd-cm-health.yaml").is_file()
+
+
+# --- Agreement with the operator's own lifecycle: every combination of condition states -------------
+
+_STATES = (None, "True", "False", "Unknown")
+
+
+def _conditions(types: tuple[str, ...], states: tuple[str | None, ...]) -> list[dict[str, Any]]:
+    return [cond(t, s) for t, s in zip(types, states, strict=True) if s is not None]
+
+
+def test_training_job_health_agrees_with_the_operators_phase() -> None:
+    from clm_operator.domain.lifecycle import ACCEPTED, COMPLETE, FAILED, RUNNING, training_job_phase
+
+    types = (ACCEPTED, RUNNING, COMPLETE, FAILED)
+    expected = {
+        "Succeeded": "Healthy",
+        "Failed": "Degraded",
+        "Running": "Progressing",
+        "Pending": "Progressing",
+    }
+    for states in itertools.product(_STATES, repeat=len(types)):
+        conditions = _conditions(types, states)
+        phase = str(training_job_phase(conditions))
+        status = {"observedGeneration": 1, "phase": phase, "conditions": conditions}
+        got, _ = health("TrainingJob", obj("TrainingJob", status=status))
+        assert got == expected[phase], f"{states}: phase {phase} but health {got}"
+
+
+def test_model_version_health_agrees_with_the_operators_stage() -> None:
+    from clm_operator.domain.lifecycle import (
+        EVALUATED,
+        PRODUCTION,
+        RETIRED,
+        SHADOW,
+        TRAINED,
+        model_version_stage,
+    )
+
+    types = (TRAINED, EVALUATED, SHADOW, PRODUCTION, RETIRED)
+    expected = {
+        "Training": "Progressing",
+        "Failed": "Degraded",
+        "Candidate": "Healthy",
+        "Shadow": "Healthy",
+        "Production": "Healthy",
+        "Retired": "Healthy",
+    }
+    for states in itertools.product(_STATES, repeat=len(types)):
+        conditions = _conditions(types, states)
+        stage = str(model_version_stage(conditions))
+        got, message = health(
+            "ModelVersion", obj("ModelVersion", status={"stage": stage, "conditions": conditions})
+        )
+        assert got == expected[stage], f"{states}: stage {stage} but health {got}"
+        if got == "Healthy":
+            assert message == stage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -22,15 +23,15 @@ ALLOWED = {
     ("clm.dev", "trainingjobs"): {"get", "list", "watch", "create", "patch", "delete"},
     ("clm.dev", "modelversions"): {"get", "list", "watch", "create", "patch", "delete"},
     ("clm.dev", "models"): {"get", "list", "watch", "patch"},
-    ("clm.dev", "trainingjobs/status"): {"get", "patch", "update"},
-    ("clm.dev", "modelversions/status"): {"get", "patch", "update"},
-    ("clm.dev", "models/status"): {"get", "patch", "update"},
+    ("clm.dev", "trainingjobs/status"): {"get", "patch"},
+    ("clm.dev", "modelversions/status"): {"get", "patch"},
+    ("clm.dev", "models/status"): {"get", "patch"},
     ("clm.dev", "trainingjobs/finalizers"): {"update"},
     ("clm.dev", "modelversions/finalizers"): {"update"},
     ("clm.dev", "models/finalizers"): {"update"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"get", "list", "watch"},
-    ("", "events"): {"create", "patch"},
+    ("", "events"): {"create"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
 }
 
@@ -198,7 +199,7 @@ def test_webhook_token_is_a_mounted_secret_file_and_can_be_disabled() -> None:
     objects = render()
     container = _container(objects)
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["CLM_WEBHOOK_PORT"] == "8443"
+    assert "--webhook-port=8443" in container["args"]
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == "webhook-token"]
     assert mount["readOnly"] is True
     assert env["CLM_WEBHOOK_TOKEN_FILE"] == mount["mountPath"] + "/token"
@@ -210,6 +211,7 @@ def test_webhook_token_is_a_mounted_secret_file_and_can_be_disabled() -> None:
     assert {p["name"] for p in service["spec"]["ports"]} == {"metrics", "webhook"}
 
     disabled = render("webhook.enabled=false")
+    assert "--webhook-port=0" in _container(disabled)["args"], "the operator must not serve it at all"
     assert "CLM_WEBHOOK_TOKEN_FILE" not in {e["name"] for e in _container(disabled)["env"]}
     assert {p["name"] for p in find(disabled, "Service")[0]["spec"]["ports"]} == {"metrics"}
 
@@ -275,3 +277,51 @@ def test_values_file_and_schema_agree() -> None:
                 walk(value, properties[key], f"{path}{key}.")
 
     walk(values, schema, "")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (),
+        NAMESPACED,
+        ("webhook.enabled=false", "storage.s3.pathStyle=true", "trainer.ttlSecondsAfterFinished=600"),
+    ],
+    ids=["default", "namespaced", "variant"],
+)
+def test_the_operator_accepts_the_rendered_args_and_env(values: tuple[str, ...]) -> None:
+    """The chart speaks the runner's language: its flags parse and its env is a valid OperatorConfig."""
+    from clm_operator import runner
+    from clm_operator.domain.config import OperatorConfig
+    from clm_operator.handlers.webhook import webhook_port
+
+    container = _container(render(*values))
+    assert container["args"][0] == "run"
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    args = parser.parse_args(container["args"][1:])
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    config = OperatorConfig.from_env(env)
+    assert config.trainer_image == env["CLM_TRAINER_IMAGE"]
+    assert config.output_uri == env["CLM_OUTPUT_URI"]
+    assert config.s3_secret_name == "clm-s3-credentials"
+    assert config.s3_path_style is ("storage.s3.pathStyle=true" in values)
+    expected_ttl = 600 if "trainer.ttlSecondsAfterFinished=600" in values else None
+    assert config.default_ttl_seconds_after_finished == expected_ttl
+    assert args.metrics_port == 8080 and args.health_port == 8081
+    assert webhook_port(env, flag=args.webhook_port) == (0 if "webhook.enabled=false" in values else 8443)
+    assert runner.namespaces_from(args) == (["trading", "research"] if values == NAMESPACED else [])
+
+
+def test_install_notes_name_the_watched_namespaces_and_the_secrets() -> None:
+    notes = helm(
+        "install",
+        "clm",
+        str(CHART),
+        "--namespace",
+        "ml",
+        "--dry-run=client",
+        *sum((["--set", v] for v in NAMESPACED), []),
+    ).stdout.split("NOTES:", 1)[1]
+    assert "trading, research" in notes
+    assert "kubectl -n <namespace> create secret generic clm-s3-credentials" in notes
+    assert "http://clm-clm-operator.ml.svc:8443/alertmanager" in notes

@@ -60,7 +60,10 @@ def dockerignore_includes(relative: str) -> bool:
             continue
         negate = pattern.startswith("!")
         pattern = pattern.lstrip("!").replace("**", "*")
-        if fnmatch.fnmatch(relative, pattern):
+        # A pattern that matches a directory applies to everything below it.
+        parts = relative.split("/")
+        candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatch(candidate, pattern) for candidate in candidates):
             included = negate
     return included
 

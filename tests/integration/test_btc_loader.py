@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from clm_operator.api.training_job import DatasetSpec
 from clm_trainer.data import LoadedData, load_dataset
 
@@ -90,9 +89,9 @@ def test_report_is_json_and_the_load_is_fast_and_deterministic(btc: LoadedData) 
 
 
 def test_windows_on_the_real_file() -> None:
-    start = datetime(2021, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2021, 1, 1, tzinfo=UTC)
     windowed = load_dataset(DatasetSpec(uri=URI, symbol="BTCUSDT", start=start,
-                                        end=datetime(2021, 2, 1, tzinfo=timezone.utc)))
+                                        end=datetime(2021, 2, 1, tzinfo=UTC)))
     assert windowed.report.first_bar == "2021-01-01T00:00:00Z"
     assert windowed.report.last_bar == "2021-01-31T23:00:00Z"
     assert windowed.report.rows_kept == 31 * 24 and windowed.report.gap_count == 0

@@ -30,7 +30,7 @@ SMALL: dict[str, dict[str, Any]] = {
 
 def spec_for(algorithm: str, kind: str, seed: int) -> TrainingJobSpec:
     return TrainingJobSpec.model_validate({
-        "modelName": f"{algorithm}-{kind}",
+        "modelName": f"{algorithm}-{kind.replace('_', '-')}",
         "algorithm": algorithm,
         "dataset": {"uri": f"builtin:synthetic?kind={kind}&seed={seed}&bars={BARS}", "symbol": "SYN"},
         "target": {"horizonBars": 1, "kind": "return"},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -343,6 +344,23 @@ def test_project_crds_are_served_with_short_names_and_category(cluster: Sandbox,
         assert f" {short} " in resources
 
 
+def test_project_training_job_crd_validates_and_is_immutable(cluster: Sandbox, kc: Kubectl) -> None:
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+    documents = [d for path in examples for d in yaml.safe_load_all(path.read_text()) if d]
+    training_job = next(d for d in documents if d.get("kind") == "TrainingJob")
+    training_job["metadata"].pop("namespace", None)
+    broken = json.loads(json.dumps(training_job))
+    broken["metadata"]["name"] = "broken"
+    broken["spec"].setdefault("resources", {})["gpu"] = -1
+    result = kc("apply", "-f", "-", input=json.dumps(broken))
+    assert result.returncode != 0 and "spec.resources.gpu" in result.stderr, result.stderr
+    kc("apply", "-f", "-", input=json.dumps(training_job), check=True)
+    name = training_job["metadata"]["name"]
+    result = kc("patch", "tj", name, "--type", "merge", "-p", '{"spec":{"algorithm":"lightgbm"}}')
+    assert result.returncode != 0 and "spec is immutable" in result.stderr, result.stderr
+    assert get_json(kc, "tj", name)["spec"]["algorithm"] == training_job["spec"]["algorithm"]
+
+
 def test_watch_resumes_from_a_resource_version(cluster: Sandbox, bare_namespace: str) -> None:
     base = f"/api/v1/namespaces/{bare_namespace}/configmaps"
     _, created = raw(cluster, "POST", base, _configmap("w-a", {}))
@@ -386,14 +404,48 @@ def test_describe_shows_events(cluster: Sandbox, kc: Kubectl, bare_namespace: st
         message="the event in kubectl describe",
     )
     assert "trained in 3s" in str(described)
+    events = kc("get", "events", check=True).stdout.splitlines()
+    assert events[0].split() == ["NAME", "LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert any("ModelTrained" in line and "widget/w1" in line for line in events[1:])
 
 
 def test_strategic_merge_patch_on_built_ins_merges_lists_by_key(kc: Kubectl) -> None:
-    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "trainer"},
-               "secrets": [{"name": "first"}], "imagePullSecrets": [{"name": "pull"}]}
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "trainer"},
+        "secrets": [{"name": "first"}],
+        "imagePullSecrets": [{"name": "pull"}],
+    }
     kc("apply", "-f", "-", input=json.dumps(account), check=True)
     kc("patch", "serviceaccount", "trainer", "-p", '{"secrets":[{"name":"second"}]}', check=True)  # strategic
     patched = get_json(kc, "serviceaccount", "trainer")
     assert [s["name"] for s in patched["secrets"]] == ["first", "second"]
-    kc("patch", "serviceaccount", "trainer", "--type", "merge", "-p", '{"secrets":[{"name":"only"}]}', check=True)
+    kc(
+        "patch",
+        "serviceaccount",
+        "trainer",
+        "--type",
+        "merge",
+        "-p",
+        '{"secrets":[{"name":"only"}]}',
+        check=True,
+    )
     assert [s["name"] for s in get_json(kc, "serviceaccount", "trainer")["secrets"]] == ["only"]
+
+
+def test_kubectl_typed_create_commands_work(cluster: Sandbox, kc: Kubectl) -> None:
+    # These kubectl commands send protobuf, not JSON.
+    kc("create", "secret", "generic", "creds", "--from-literal=AWS_ACCESS_KEY_ID=abc", check=True)
+    secret = get_json(kc, "secret", "creds")
+    assert secret["data"] == {"AWS_ACCESS_KEY_ID": "YWJj"} and secret["type"] == "Opaque"
+    kc("create", "configmap", "settings", "--from-literal=mode=fast", check=True)
+    assert get_json(kc, "configmap", "settings")["data"] == {"mode": "fast"}
+    name = "typed-create-ns"
+    try:
+        cluster.kubectl("create", "namespace", name, check=True)
+        assert get_json(kc, "namespace", name)["status"]["phase"] == "Active"
+    finally:
+        cluster.kubectl("delete", "namespace", name)
+    result = kc("create", "deployment", "web", "--image=nginx")
+    assert result.returncode != 0 and "send JSON (kubectl apply -f" in result.stderr

@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from botocore.config import Config
-
 from clm_operator.api.training_job import DatasetSpec
 from clm_operator.sandbox.s3server import S3Server, free_port, start_s3_server
-from clm_trainer.data import DataError, load_dataset
 from clm_trainer import storage as storage_module
+from clm_trainer.data import DataError, load_dataset
 from clm_trainer.storage import (
     ArtifactExistsError,
     ObjectNotFoundError,
@@ -160,8 +159,8 @@ def test_missing_credentials_are_reported(
 
 def _bars(n: int = 30) -> pd.DataFrame:
     close = 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, n)))
-    return pd.DataFrame({"timestamp": 1_700_000_000 + 3600 * np.arange(n), "open": close, "high": close * 1.01,
-                         "low": close * 0.99, "close": close, "volume": 1.0})
+    return pd.DataFrame({"timestamp": 1_700_000_000 + 3600 * np.arange(n), "open": close,
+                         "high": close * 1.01, "low": close * 0.99, "close": close, "volume": 1.0})
 
 
 def test_load_csv_and_parquet_datasets_from_s3(s3_env: dict[str, str], s3_bucket: str) -> None:

@@ -145,6 +145,7 @@ def test_alerts_that_cannot_apply_are_ignored(env: tuple[Sandbox, Path, int, int
         alert(kubectl.namespace, labels={"clm_trigger": "regime"}),  # disabled in spec.triggers
         alert(kubectl.namespace, labels={"clm_model": "nope"}),  # no such Model
         alert(kubectl.namespace, alertname="DiskFull"),  # no trigger derivable
+        alert(kubectl.namespace, alertname="LiveSharpeLow", labels={"live_sharpe": "0.8"}),  # >= 0.5
         json.dumps({"status": "resolved", "alerts": [{"status": "resolved", "labels": {
             "alertname": "ModelFeatureDrift", "clm_model": "btc",
             "namespace": kubectl.namespace}}]}).encode(),

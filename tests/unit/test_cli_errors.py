@@ -125,3 +125,32 @@ def test_termination_message_round_trips_an_infinite_profit_factor() -> None:
     message = TrainerResult(status="Succeeded", exit_code=0, metrics=metrics).to_termination_message()
     parsed = TrainerResult.model_validate_json(message)
     assert parsed.metrics is not None and parsed.metrics.profit_factor == float("inf")
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("trainingjob-*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_is_a_valid_trainingjob(path: Path) -> None:
+    import yaml
+    from clm_trainer.cli import _unwrap_manifest, parse_spec
+
+    document = yaml.safe_load(path.read_text())
+    assert document["apiVersion"] == "clm.dev/v1alpha1" and document["metadata"]["name"]
+    raw, metadata = _unwrap_manifest(document, str(path))
+    spec = parse_spec(raw)
+    assert spec.model_name and metadata["name"] == document["metadata"]["name"]
+
+
+@pytest.mark.parametrize(("bars", "evaluation", "reason", "field"), [
+    (55, {}, "BadData", "spec.dataset"),  # fewer bars than the longest window (50) + horizon need
+    (400, {"folds": 30}, "InsufficientData", "spec.evaluation.folds"),
+])
+def test_too_little_data_is_permanent(tmp_path: Path, bars: int, evaluation: dict[str, Any], reason: str,
+                                      field: str) -> None:
+    spec = with_(dataset__uri=f"builtin:synthetic?kind=random_walk&seed=1&bars={bars}")
+    spec["evaluation"] = evaluation
+    code, result = run_cli(tmp_path, ["--spec-json", json.dumps(spec)])
+    assert (code, result["reason"], result["field"]) == (2, reason, field)
+    assert "; fix: " in result["message"]
+    assert not list((tmp_path / "out").rglob("manifest.json"))

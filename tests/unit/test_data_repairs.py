@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-
 from clm_operator.api.training_job import DatasetSpec
 from clm_trainer.data import DUPLICATE_RULE, DataError, LoadedData, load_dataset
 
@@ -241,7 +240,8 @@ def test_base_asset_volume_is_chosen_from_symbol_named_columns(tmp_path: Path, s
 
 
 def test_quote_volume_listed_first_is_still_skipped(tmp_path: Path) -> None:
-    text = "time,open,high,low,close,Volume ETH,Volume BTC\n" + f"{T1},1,2,1,1.5,3,99\n{T1 + 3600},1,2,1,1.5,4,98\n"
+    text = ("time,open,high,low,close,Volume ETH,Volume BTC\n"
+            + f"{T1},1,2,1,1.5,3,99\n{T1 + 3600},1,2,1,1.5,4,98\n")
     data = load(write(tmp_path, text), symbol="BTCETH")
     assert data.report.columns["volume"] == "Volume BTC"
 
@@ -274,7 +274,8 @@ def test_other_symbols_rows_are_filtered_and_a_wrong_symbol_is_refused(tmp_path:
 
 
 def hourly(tmp_path: Path, hours: int) -> str:
-    return write(tmp_path, HEADER + "".join(row(str(T1 + 3600 * h), 1, 2, 1, 1 + h / 100) for h in range(hours)))
+    rows = "".join(row(str(T1 + 3600 * h), 1, 2, 1, 1 + h / 100) for h in range(hours))
+    return write(tmp_path, HEADER + rows)
 
 
 def test_start_and_end_window_is_half_open(tmp_path: Path) -> None:
@@ -326,3 +327,11 @@ def test_empty_symbol_cells_in_a_single_symbol_file_are_nulls_not_other_symbols(
     assert data.report.rows_kept == 3
     assert data.report.rows_other_symbols == 0
     assert data.report.nulls == {"symbol": 1}
+
+
+def test_split_date_and_time_of_day_columns_are_combined(tmp_path: Path) -> None:
+    text = ("Date,Time,Open,High,Low,Close,Volume\n2021-03-04,23:00,1,2,1,1.5,3\n"
+            "2021-03-05,00:00,1.5,2,1,1.2,4\n2021-03-05,01:00:00,1.2,2,1,1.1,5\n")
+    data = load(write(tmp_path, text))
+    assert list(data.bars.index) == list(pd.date_range("2021-03-04 23:00", periods=3, freq="h", tz="UTC"))
+    assert data.report.columns["time"] == "Date+Time"

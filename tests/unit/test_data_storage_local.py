@@ -6,7 +6,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from clm_trainer.storage import (
     ArtifactExistsError,
     LocalStorage,
@@ -88,3 +87,17 @@ def test_s3_storage_uris_are_built_without_contacting_a_server() -> None:
     storage = S3Storage("s3://bucket/models/", S3Settings("http://127.0.0.1:1", "us-east-1", True))
     assert storage.uri_for("ns/m/v1/manifest.json") == "s3://bucket/models/ns/m/v1/manifest.json"
     assert S3Storage("s3://bucket", S3Settings(None, None, False)).uri_for("k") == "s3://bucket/k"
+
+
+def test_put_if_absent_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_links(src: str, dst: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr("clm_trainer.storage.os.link", no_links)
+    storage = open_storage(f"file://{tmp_path}")
+    storage.put_bytes("v1/a", b"one")
+    storage.put_bytes("v1/a", b"one")
+    with pytest.raises(ArtifactExistsError):
+        storage.put_bytes("v1/a", b"two")
+    assert storage.get_bytes("v1/a") == b"one"
+    assert storage.list_keys() == ["v1/a"]

@@ -190,3 +190,17 @@ def test_example_models_are_valid() -> None:
                 validate_model_name(doc["metadata"]["name"])
                 spec = ModelSpec.model_validate(doc["spec"])
                 assert spec.promotion.policy == PromotionPolicy.AUTO_PRODUCTION
+
+
+def test_pin_author_is_the_latest_manager_of_the_pin() -> None:
+    fields = [
+        {"manager": "kubectl-client-side-apply", "operation": "Update", "time": "2026-03-01T00:00:00Z",
+         "fieldsV1": {"f:spec": {"f:productionVersion": {}, "f:template": {}}}},
+        {"manager": "argocd-controller", "operation": "Apply", "time": "2026-03-02T00:00:00Z",
+         "fieldsV1": {"f:spec": {"f:productionVersion": {}}}},
+        {"manager": "clm-operator", "operation": "Update", "time": "2026-03-03T00:00:00Z",
+         "fieldsV1": {"f:status": {"f:productionVersion": {}}}, "subresource": "status"},
+    ]
+    assert history.pin_author(fields) == "argocd-controller"
+    assert history.pin_author(None) is None
+    assert history.pin_author(fields[2:]) is None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from clm_operator.api.metrics import Criteria
 from clm_operator.api.training_job import CostsSpec, DatasetSpec, EvaluationSpec
 from clm_trainer.data import DataError, load_dataset
@@ -45,8 +44,8 @@ def simple_backtest(position: np.ndarray, close: np.ndarray) -> dict[str, float]
 
 def passes(m: dict[str, float], criteria: Criteria) -> bool:
     return (m["sharpe"] >= criteria.min_sharpe and m["win_rate"] >= criteria.min_win_rate
-            and m["profit_factor"] >= criteria.min_profit_factor and m["max_drawdown"] <= criteria.max_drawdown
-            and m["trades"] >= criteria.min_trades)
+            and m["profit_factor"] >= criteria.min_profit_factor
+            and m["max_drawdown"] <= criteria.max_drawdown and m["trades"] >= criteria.min_trades)
 
 
 def out_of_sample(n: int) -> slice:

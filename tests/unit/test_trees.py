@@ -20,6 +20,12 @@ from clm_trainer.models.trees import LightGBMTrainer, XGBoostTrainer
 CPU = DeviceChoice("cpu", "test")
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Shared CI cores: OpenMP spin-waiting on an oversubscribed machine is far slower than one thread.
+    monkeypatch.setenv("CLM_NUM_THREADS", "1")
+
+
 def planted(n: int = 1500, kind: str = "sign", seed: int = 0) -> SeriesData:
     """Target = 0.8 * feature 0 + noise: a tree model must find it out of sample."""
     rng = np.random.default_rng(seed)

@@ -115,3 +115,25 @@ def test_scores_exist_only_in_test_blocks() -> None:
     assert np.isnan(scores[:first]).all()
     np.testing.assert_array_equal(scores[first:], np.arange(first, n))
     assert [f.tolist() for f in RecordingModel.fits] == [f.train_idx.tolist() for f in folds]
+
+
+def test_pipeline_positions_are_flat_outside_the_test_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clm_operator.api.training_job import TrainingJobSpec
+    from clm_trainer.pipeline import evaluate_walk_forward
+
+    monkeypatch.setenv("CLM_NUM_THREADS", "1")
+    n = 900
+    rng = np.random.default_rng(3)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    bars = pd.DataFrame({"open": close, "high": close * 1.001, "low": close * 0.999, "close": close,
+                         "volume": np.ones(n)}, index=pd.date_range("2024", periods=n, freq="h", tz="UTC"))
+    spec = TrainingJobSpec.model_validate({
+        "modelName": "m", "algorithm": "xgboost", "dataset": {"uri": "builtin:synthetic", "symbol": "S"},
+        "hyperparameters": {"nEstimators": 10}, "evaluation": {"folds": 3, "embargoBars": 5},
+        "target": {"horizonBars": 2}})
+    out = evaluate_walk_forward(spec, bars)
+    assert out.oos_start == out.folds[0].test_start
+    assert not out.positions[: out.oos_start].any()
+    assert np.isnan(out.scores[: out.oos_start]).all() and np.isfinite(out.scores[out.oos_start:]).all()
+    assert out.metrics.bars == n - out.oos_start
+    assert [r["embargoGapBars"] for r in out.fold_records] == [5, 5, 5]

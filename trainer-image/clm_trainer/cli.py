@@ -155,7 +155,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                        f"(env {ENV_OUTPUT_URI}; default {DEFAULT_OUTPUT})")
     parser.add_argument("--namespace", help=f"namespace part of the artifact path (env {ENV_NAMESPACE}; "
                                             "default: the manifest's metadata.namespace, else 'default')")
-    parser.add_argument("--version", dest="model_version",
+    parser.add_argument("--version", dest="model_version", metavar="VERSION",
                         help=f"model version (env {ENV_VERSION}; default derived from the spec)")
     parser.add_argument("--termination-log", metavar="PATH",
                         help=f"where to write the result JSON (env {ENV_TERMINATION_LOG}; "

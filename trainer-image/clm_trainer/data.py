@@ -256,19 +256,39 @@ def _parse_time_column(column: pd.Series) -> tuple[pd.Series, pd.Series]:
     return stamps, labels
 
 
-def _parse_times(frame: pd.DataFrame, time_columns: list[str]) -> tuple[pd.Series, pd.Series]:
+_TIME_OF_DAY = r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*$"
+
+
+def _time_candidates(frame: pd.DataFrame, time_columns: list[str]) -> list[tuple[str, pd.Series]]:
+    """Time sources in priority order; a date column plus a time-of-day column (as MetaTrader-style
+    exports split them) become one ``date time`` source ahead of either alone."""
+    by_norm = {_norm(c): c for c in time_columns}
+    candidates = [(c, frame[c]) for c in time_columns]
+    if "date" in by_norm and "time" in by_norm:
+        clock = frame[by_norm["time"]].astype("string")
+        if bool(clock.str.match(_TIME_OF_DAY).fillna(False).mean() > 0.5):
+            combined = frame[by_norm["date"]].astype("string").str.strip() + " " + clock.str.strip()
+            label = f"{by_norm['date']}+{by_norm['time']}"
+            candidates = [(label, combined)] + [(c, v) for c, v in candidates
+                                                if c not in (by_norm["date"], by_norm["time"])]
+    return candidates
+
+
+def _parse_times(frame: pd.DataFrame, time_columns: list[str]) -> tuple[pd.Series, pd.Series, str]:
+    """UTC timestamps, their source label per row, and the name of the main time source."""
     stamps = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
     labels = pd.Series(None, index=frame.index, dtype="object")
-    for name in time_columns:
+    candidates = _time_candidates(frame, time_columns)
+    for _, values in candidates:
         todo = stamps.isna()
         if not todo.any():
             break
-        parsed, label = _parse_time_column(frame.loc[todo, name])
+        parsed, label = _parse_time_column(values[todo])
         parsed = parsed.where((parsed >= _MIN_TIME) & (parsed < _MAX_TIME))
         hit = parsed.notna()
         stamps.loc[parsed.index[hit]] = parsed[hit]
         labels.loc[parsed.index[hit]] = label[hit]
-    return stamps, labels
+    return stamps, labels, candidates[0][0]
 
 
 def parse_timeframe(timeframe: str) -> pd.Timedelta:
@@ -330,7 +350,7 @@ def clean_bars(frame: pd.DataFrame, spec: DatasetSpec, *, source: str) -> Loaded
     data_symbols = ([str(s) for s in frame[symbol_column].dropna().unique()[:1]] if symbol_column else [])
     volume_column = _base_asset_volume(volume_columns, [spec.symbol, *data_symbols])
 
-    stamps, labels = _parse_times(frame, time_columns)
+    stamps, labels, time_source = _parse_times(frame, time_columns)
     values = pd.DataFrame({p: pd.to_numeric(frame[price_columns[p]], errors="coerce") for p in PRICES},
                           index=frame.index, dtype="float64")
     values["volume"] = (pd.to_numeric(frame[volume_column], errors="coerce").astype("float64")
@@ -387,7 +407,7 @@ def clean_bars(frame: pd.DataFrame, spec: DatasetSpec, *, source: str) -> Loaded
         {"after": _iso(a), "before": _iso(b), "missingBars": int(m)}
         for a, b, m in zip(after, gap_steps.index, missing_bars.to_numpy(), strict=True)
     ]
-    columns = {"time": time_columns[0], **{p: price_columns[p] for p in PRICES}}
+    columns = {"time": time_source, **{p: price_columns[p] for p in PRICES}}
     if volume_column:
         columns["volume"] = volume_column
     report = DataReport(

@@ -6,6 +6,9 @@ with statistics of the whole series, so changing any bar after ``t`` cannot chan
 (tests/unit/test_features.py checks exactly that with hypothesis). The target is the only
 forward-looking column and is kept apart from the features.
 
+Windows and lags count bars, not clock time: gaps in the data are not filled (the data report lists
+them), so a window that spans a gap covers slightly more time than its bar count says.
+
 RSI uses simple (Cutler) averages of gains and losses rather than Wilder's exponential smoothing: it
 stays a bounded trailing window, which keeps the warm-up explicit and the computation vectorised.
 """
@@ -25,7 +28,7 @@ class FeatureError(ValueError):
     """The bars cannot produce the requested features (e.g. fewer bars than the longest window)."""
 
     def __init__(self, field: str, message: str, fix: str) -> None:
-        super().__init__(f"{field}: {message}; {fix}")
+        super().__init__(f"{field}: {message}; fix: {fix}")
         self.field = field
         self.fix = fix
 

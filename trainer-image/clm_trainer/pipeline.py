@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from clm_operator.api.metrics import BacktestMetrics
+from clm_operator.api.metrics import BacktestMetrics, EvaluationResult
 from clm_operator.api.trainer_contract import (
     MANIFEST_NAME,
     ArtifactRef,
@@ -38,11 +38,11 @@ from clm_operator.api.training_job import TrainingJobSpec
 from clm_operator.domain.promotion import evaluate
 
 from clm_trainer import logging_setup
-from clm_trainer.device import choose_device
+from clm_trainer.device import choose_device, thread_count
 from clm_trainer.features import FeatureError, build_series
 from clm_trainer.manifest import build_manifest, to_json_bytes
 from clm_trainer.models import trainer_factory
-from clm_trainer.models.base import ModelTrainer
+from clm_trainer.models.base import DeviceChoice, ModelTrainer, SeriesData
 from clm_trainer.report import ReportInput, render_html
 from clm_trainer.storage import S3Settings, Storage, StorageError, open_storage
 from clm_trainer.walkforward import Fold, first_usable_row, make_folds, out_of_sample_scores, refit_rows
@@ -147,63 +147,15 @@ def run_pipeline(spec: TrainingJobSpec, options: RunOptions) -> RunOutcome:
         report = loaded.report
         info.update(rows=len(bars), duplicates_dropped=report.duplicates_dropped, gaps=report.gap_count)
 
-    with step("features", durations) as info:
-        try:
-            data = build_series(bars, spec.features, spec.target)
-        except FeatureError as exc:
-            raise TrainerFailure(ExitCode.PERMANENT, "BadData", str(exc), exc.field) from exc
-        info.update(features=len(data.feature_names), rows=data.features.shape[0],
-                    horizon=spec.target.horizon_bars, target=spec.target.kind)
-
-    with step("device", durations) as info:
-        device = choose_device(str(spec.algorithm), spec.resources.gpu)
-        info.update(device=device.kind, reason=device.reason)
-    if spec.resources.gpu > 0 and device.kind == "cpu":
-        log.warning("%s", logging_setup.kv(event="gpu_unavailable", notice=device.reason))
-
-    factory = trainer_factory(str(spec.algorithm))
-    hyperparameters = spec.typed_hyperparameters()
-
-    def make_model() -> ModelTrainer:
-        return factory(hyperparameters, spec.seed, device)
-
-    n_rows = data.features.shape[0]
-    start = first_usable_row(data.features)
-    with step("walk_forward", durations, folds=spec.evaluation.folds, embargo=spec.embargo) as info:
-        try:
-            folds = make_folds(n_rows, start, data.target, folds=spec.evaluation.folds,
-                               min_train_fraction=spec.evaluation.min_train_fraction,
-                               embargo=spec.embargo, horizon=spec.target.horizon_bars)
-        except ValueError as exc:
-            field_name = getattr(exc, "field", "spec.evaluation.folds")
-            raise TrainerFailure(ExitCode.PERMANENT, "InsufficientData", str(exc), field_name) from exc
-        scores = out_of_sample_scores(make_model, data, folds)
-        info.update(oos_rows=int(np.isfinite(scores).sum()), first_test_row=folds[0].test_start)
-
-    index = pd.DatetimeIndex(bars.index)
-    with step("backtest", durations) as info:
-        periods = spec.evaluation.periods_per_year or bt.infer_periods_per_year(index)
-        positions = bt.positions_from_scores(scores, spec.evaluation.signal_threshold,
-                                             spec.evaluation.allow_short)
-        oos_start = folds[0].test_start
-        costs = spec.evaluation.costs
-
-        def backtest(pos: np.ndarray, lo: int, hi: int) -> Any:
-            return bt.run_backtest(pos, data.bar_returns[lo:hi], fee_bps=costs.fee_bps,
-                                   slippage_bps=costs.slippage_bps, periods_per_year=periods,
-                                   n_trials=spec.evaluation.n_trials, timestamps=index[lo:hi])
-
-        overall = backtest(positions[oos_start:], oos_start, n_rows)
-        fold_records = [_fold_record(fold, index, positions, backtest) for fold in folds]
-        metrics: BacktestMetrics = overall.metrics
-        evaluation = evaluate(metrics, spec.evaluation.criteria)
-        info.update(sharpe=metrics.sharpe, trades=metrics.trades, win_rate=metrics.win_rate,
-                    profit_factor=metrics.profit_factor, max_drawdown=metrics.max_drawdown,
-                    passed=evaluation.passed, score=evaluation.score)
+    ev = evaluate_walk_forward(spec, bars, durations)
+    data, folds, metrics, evaluation = ev.data, ev.folds, ev.metrics, ev.evaluation
+    index, oos_start, periods, fold_records = ev.index, ev.oos_start, ev.periods_per_year, ev.fold_records
+    n_rows, start, overall = data.features.shape[0], ev.first_usable_row, ev.backtest
+    device = ev.device
 
     with step("refit", durations) as info:
         rows = refit_rows(n_rows, start, data.target)
-        final = make_model()
+        final = ev.make_model()
         final.fit(data, rows)
         importance = final.feature_importance()
         info.update(rows=int(rows.size))
@@ -263,6 +215,96 @@ def run_pipeline(spec: TrainingJobSpec, options: RunOptions) -> RunOutcome:
         evaluation=evaluation, duration_seconds=round(time.perf_counter() - started, 3),
         message=f"trained {spec.algorithm}; criteria {'passed' if evaluation.passed else 'failed'}")
     return RunOutcome(result=result, manifest=manifest, durations=durations)
+
+
+@dataclass
+class WalkForwardOutcome:
+    """Everything the out-of-sample evaluation produced (no storage involved)."""
+
+    data: SeriesData
+    device: DeviceChoice
+    make_model: Callable[[], ModelTrainer]
+    first_usable_row: int
+    folds: list[Fold]
+    scores: np.ndarray  # NaN outside the test blocks
+    positions: np.ndarray  # 0 outside the test blocks
+    index: pd.DatetimeIndex
+    oos_start: int
+    periods_per_year: float
+    backtest: Any  # clm_trainer.backtest.BacktestResult over [oos_start, n)
+    fold_records: list[dict[str, Any]]
+    metrics: BacktestMetrics
+    evaluation: EvaluationResult
+
+
+def evaluate_walk_forward(spec: TrainingJobSpec, bars: pd.DataFrame,
+                          durations: dict[str, float] | None = None) -> WalkForwardOutcome:
+    """Features, walk-forward training, out-of-sample backtest and verdict for ``spec`` on ``bars``.
+
+    The storage-free core of ``run_pipeline``: other algorithms' tests (and notebooks) call it with
+    bars from ``clm_trainer.data.load_dataset``. Raises TrainerFailure for data that cannot be used.
+    """
+    from clm_trainer import backtest as bt  # noqa: PLC0415
+
+    step = logging_setup.step
+    with step("features", durations) as info:
+        try:
+            data = build_series(bars, spec.features, spec.target)
+        except FeatureError as exc:
+            raise TrainerFailure(ExitCode.PERMANENT, "BadData", str(exc), exc.field) from exc
+        info.update(features=len(data.feature_names), rows=data.features.shape[0],
+                    horizon=spec.target.horizon_bars, target=spec.target.kind)
+
+    with step("device", durations) as info:
+        device = choose_device(str(spec.algorithm), spec.resources.gpu)
+        info.update(device=device.kind, reason=device.reason, threads=thread_count())
+    if spec.resources.gpu > 0 and device.kind == "cpu":
+        log.warning("%s", logging_setup.kv(event="gpu_unavailable", notice=device.reason))
+
+    factory = trainer_factory(str(spec.algorithm))
+    hyperparameters = spec.typed_hyperparameters()
+
+    def make_model() -> ModelTrainer:
+        return factory(hyperparameters, spec.seed, device)
+
+    n_rows = data.features.shape[0]
+    start = first_usable_row(data.features)
+    with step("walk_forward", durations, folds=spec.evaluation.folds, embargo=spec.embargo) as info:
+        try:
+            folds = make_folds(n_rows, start, data.target, folds=spec.evaluation.folds,
+                               min_train_fraction=spec.evaluation.min_train_fraction,
+                               embargo=spec.embargo, horizon=spec.target.horizon_bars)
+        except ValueError as exc:
+            field_name = getattr(exc, "field", "spec.evaluation.folds")
+            raise TrainerFailure(ExitCode.PERMANENT, "InsufficientData", str(exc), field_name) from exc
+        scores = out_of_sample_scores(make_model, data, folds)
+        info.update(oos_rows=int(np.isfinite(scores).sum()), first_test_row=folds[0].test_start)
+
+    index = pd.DatetimeIndex(bars.index)
+    with step("backtest", durations) as info:
+        periods = spec.evaluation.periods_per_year or bt.infer_periods_per_year(index)
+        positions = bt.positions_from_scores(scores, spec.evaluation.signal_threshold,
+                                             spec.evaluation.allow_short)
+        oos_start = folds[0].test_start
+        costs = spec.evaluation.costs
+
+        def backtest(pos: np.ndarray, lo: int, hi: int) -> Any:
+            return bt.run_backtest(pos, data.bar_returns[lo:hi], fee_bps=costs.fee_bps,
+                                   slippage_bps=costs.slippage_bps, periods_per_year=periods,
+                                   n_trials=spec.evaluation.n_trials, timestamps=index[lo:hi])
+
+        overall = backtest(positions[oos_start:], oos_start, n_rows)
+        fold_records = [_fold_record(fold, index, positions, backtest) for fold in folds]
+        metrics: BacktestMetrics = overall.metrics
+        evaluation = evaluate(metrics, spec.evaluation.criteria)
+        info.update(sharpe=metrics.sharpe, trades=metrics.trades, win_rate=metrics.win_rate,
+                    profit_factor=metrics.profit_factor, max_drawdown=metrics.max_drawdown,
+                    passed=evaluation.passed, score=evaluation.score)
+
+    return WalkForwardOutcome(
+        data=data, device=device, make_model=make_model, first_usable_row=start, folds=folds, scores=scores,
+        positions=positions, index=index, oos_start=oos_start, periods_per_year=float(periods),
+        backtest=overall, fold_records=fold_records, metrics=metrics, evaluation=evaluation)
 
 
 def _put_verified(storage: Storage, key: str, payload: bytes, content_type: str | None = None) -> str:

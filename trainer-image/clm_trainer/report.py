@@ -38,7 +38,9 @@ class ReportInput:
 
 def _png(fig: Any) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    # Fixed margins instead of bbox_inches="tight": that renders every figure twice, and the report
+    # is drawn once per training run.
+    fig.savefig(buffer, format="png", dpi=80)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -50,6 +52,7 @@ def _charts(data: ReportInput) -> list[tuple[str, str]]:
 
     charts: list[tuple[str, str]] = []
     fig, ax = plt.subplots(figsize=(9, 3))
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.88, bottom=0.12)
     ax.plot(data.timestamps, data.equity, lw=1, color="#1f77b4")
     ax.set_title("Out-of-sample equity (net of costs, compounded)")
     positive = data.equity[data.equity > 0]
@@ -60,6 +63,7 @@ def _charts(data: ReportInput) -> list[tuple[str, str]]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(9, 2.2))
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.85, bottom=0.15)
     ax.fill_between(data.timestamps, -data.drawdown, 0, color="#d62728", alpha=0.5, lw=0)
     ax.set_title("Drawdown (fraction of the running peak)")
     ax.grid(alpha=0.3)
@@ -69,6 +73,7 @@ def _charts(data: ReportInput) -> list[tuple[str, str]]:
     if data.importance:
         top = sorted(data.importance.items(), key=lambda kv: kv[1], reverse=True)[:20]
         fig, ax = plt.subplots(figsize=(7, 0.25 * len(top) + 1))
+        fig.subplots_adjust(left=0.25, right=0.97, top=1 - 0.5 / (0.25 * len(top) + 1), bottom=0.08)
         ax.barh([k for k, _ in reversed(top)], [v for _, v in reversed(top)], color="#2ca02c")
         ax.set_title("Feature importance (gain, deployed model)")
         charts.append(("Feature importance", _png(fig)))

@@ -162,7 +162,7 @@ class LocalStorage:
                     handle.flush()
                     os.fsync(handle.fileno())
                 try:
-                    os.link(tmp_name, target)
+                    _link_exclusive(tmp_name, target, data)
                 except FileExistsError:
                     if _sha256_file(target) != hashlib.sha256(data).hexdigest():
                         raise ArtifactExistsError(self.uri_for(key)) from None
@@ -206,6 +206,19 @@ class LocalStorage:
                 _rmdir_if_empty(directory)
             _rmdir_if_empty(base)
         return len(keys)
+
+
+def _link_exclusive(tmp_name: str, target: Path, data: bytes) -> None:
+    """Atomically create ``target`` (FileExistsError if it exists)."""
+    try:
+        os.link(tmp_name, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        # Filesystems without hard links: exclusive create is still put-if-absent, though a crash
+        # mid-write could leave a partial file (the sha256 check after upload catches that).
+        with open(target, "xb") as handle:
+            handle.write(data)
 
 
 def _rmdir_if_empty(path: Path) -> None:
@@ -319,6 +332,7 @@ class S3Storage:
         return b"".join(self._stream(key))
 
     def _stream(self, key: str) -> Iterator[bytes]:
+        """The object's bytes in chunks; errors while reading map like errors while asking."""
         uri = self.uri_for(key)
         with self._errors("read", uri):
             try:
@@ -328,10 +342,9 @@ class S3Storage:
                     raise ObjectNotFoundError(uri, _code(exc)) from exc
                 raise
             try:
-                chunks = list(body.iter_chunks(_CHUNK))
+                yield from body.iter_chunks(_CHUNK)
             finally:
                 body.close()
-        return iter(chunks)
 
     def sha256_of(self, key: str) -> str:
         digest = hashlib.sha256()

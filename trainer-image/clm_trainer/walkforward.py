@@ -26,7 +26,7 @@ class WalkForwardError(ValueError):
     """Too little data for the requested folds: permanent, names the field and the fix."""
 
     def __init__(self, field: str, message: str, fix: str) -> None:
-        super().__init__(f"{field}: {message}; {fix}")
+        super().__init__(f"{field}: {message}; fix: {fix}")
         self.field = field
         self.fix = fix
 

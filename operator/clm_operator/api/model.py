@@ -113,8 +113,9 @@ class ModelSpec(CamelModel):
     starting_deadline_seconds: int | None = Field(default=None, ge=0)
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     production_version: str | None = Field(
-        default=None, min_length=1, max_length=63, pattern=DNS_LABEL,
-        description="pin: the version serving production (GitOps promotion / rollback)",
+        default=None, min_length=1, max_length=253, pattern=DNS_LABEL,
+        description="pin: the version serving production, as the version (v20260101-120000-ab12c) or the "
+                    "ModelVersion's name (GitOps promotion / rollback)",
     )
     retention: RetentionSpec = Field(default_factory=RetentionSpec)
     triggers: TriggersSpec = Field(default_factory=TriggersSpec)

@@ -37,3 +37,17 @@ def append(history: Sequence[dict[str, Any]], entry: HistoryEntry,
 def past_productions(history: Sequence[dict[str, Any]]) -> frozenset[str]:
     """Every version that has served production according to the history (the rollback targets)."""
     return frozenset(str(h["to"]) for h in history if h.get("to"))
+
+
+def pin_author(managed_fields: Sequence[dict[str, Any]] | None) -> str | None:
+    """Who last set spec.productionVersion, from metadata.managedFields (e.g. "kubectl-patch",
+    "argocd-controller"), for the history's ``by``; None when the API server does not track it."""
+    latest: tuple[str, str] | None = None
+    for entry in managed_fields or ():
+        spec = ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+        if "f:productionVersion" not in spec or not entry.get("manager"):
+            continue
+        stamp = str(entry.get("time") or "")
+        if latest is None or stamp >= latest[0]:
+            latest = (stamp, str(entry["manager"]))
+    return latest[1] if latest else None

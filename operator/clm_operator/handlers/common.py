@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,16 +66,3 @@ async def emit(obj: dict[str, Any], type_: str, reason: str, message: str) -> No
         await kube.post_event(event_body(obj, type_, reason, message))
     except KubeError as error:
         log.warning("could not post event %s on %s: %s", reason, meta.get("name"), error)
-
-
-def finite(value: Any) -> Any:
-    """JSON-safe copy: Kubernetes cannot store inf/NaN (profit factor is inf without a losing trade)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        if math.isnan(value):
-            return 0.0
-        return math.copysign(1.7976931348623157e308, value)
-    if isinstance(value, dict):
-        return {key: finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [finite(item) for item in value]
-    return value

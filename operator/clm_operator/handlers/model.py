@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -264,6 +265,8 @@ async def _run_schedule(model: dict[str, Any], tjs: list[dict[str, Any]], now: d
         result = ("False", "SkippedConcurrent", decision.message)
     elif decision.action == schedule_domain.Action.SUSPENDED:
         result = ("False", "Suspended", decision.message)
+    elif decision.next_time is not None:
+        result = ("True", "Waiting", f"next run at {format_timestamp(decision.next_time)}")
     if decision.next_time is not None:
         status_patch["nextScheduleTime"] = format_timestamp(decision.next_time)
         m.NEXT_SCHEDULE.labels(namespace=namespace, model=name).set(decision.next_time.timestamp())
@@ -319,6 +322,9 @@ async def _reconcile(namespace: str, name: str, *, scheduled: bool) -> None:
         past_productions=history_domain.past_productions(history),
     )
     decision = policy_domain.decide(state, [version_view(mv) for mv in live_mvs])
+    author = history_domain.pin_author(meta.get("managedFields"))
+    if decision.transition is not None and author and decision.transition.by == "spec.productionVersion":
+        decision.transition = replace(decision.transition, by=f"spec.productionVersion ({author})")
 
     patch: dict[str, Any] = {}
     if decision.transition is not None:

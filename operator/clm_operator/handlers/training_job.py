@@ -26,6 +26,7 @@ from clm_operator.api.training_job import TrainingJobSpec
 from clm_operator.api.training_job_status import Phase
 from clm_operator.clock import now
 from clm_operator.domain import lifecycle as lc
+from clm_operator.domain import outcome
 from clm_operator.domain.conditions import FALSE, TRUE, UNKNOWN, set_condition
 from clm_operator.domain.config import OperatorConfig
 from clm_operator.domain.jobspec import (
@@ -46,7 +47,6 @@ from clm_operator.handlers.common import (
     MODELS,
     TRAINING_JOBS,
     emit,
-    finite,
     lock_for,
     runtime,
     with_type,
@@ -154,12 +154,11 @@ async def _reconcile(kube: Kube, config: OperatorConfig, namespace: str, name: s
 async def _reject(kube: Kube, tj: dict[str, Any], message: str) -> None:
     """Invalid spec: a condition naming the field, a Warning Event, no Job, no retry."""
     meta = tj["metadata"]
-    status = tj.get("status") or {}
-    conditions = set_condition(status.get("conditions"), lc.ACCEPTED, FALSE, "InvalidSpec", message,
-                               now=now(), observed_generation=meta.get("generation"))
-    await _patch_status(kube, tj, {"conditions": conditions, "reason": "InvalidSpec", "message": message,
-                                   "completionTime": format_timestamp(now())})
+    # Events first, the terminal status last: a run marked finished is never looked at again, and a
+    # repeated Event (same name) after a restart is deduplicated by the API server.
     await emit(tj, events.WARNING, events.INVALID_SPEC, message)
+    await _patch_status(kube, tj, outcome.rejected(tj.get("status") or {}, message,
+                                                   generation=meta.get("generation"), now=now()))
     model = str((tj.get("spec") or {}).get("modelName") or "")
     m.TRAINING_JOB_FAILURES.labels(namespace=meta["namespace"], model=model, reason="InvalidSpec").inc()
     m.observe_training_job(meta["namespace"], meta["name"], Phase.FAILED)
@@ -230,31 +229,14 @@ async def _ensure_job(kube: Kube, config: OperatorConfig, tj: dict[str, Any], sp
 
 async def _in_progress(kube: Kube, tj: dict[str, Any], job: dict[str, Any], verdict: JobVerdict) -> None:
     meta = tj["metadata"]
-    status = tj.get("status") or {}
-    instant = now()
-    generation = meta.get("generation")
-    conditions = set_condition(status.get("conditions"), lc.ACCEPTED, TRUE, "Validated",
-                               "the spec is valid", now=instant, observed_generation=generation)
-    patch: dict[str, Any] = {"jobName": job["metadata"]["name"], "version": version_of(tj),
-                             "modelVersion": model_version_name(tj["spec"]["modelName"], version_of(tj))}
-    if verdict.state == RunState.RUNNING:
-        conditions = set_condition(conditions, lc.RUNNING, TRUE, "TrainerRunning",
-                                   f"pod {verdict.pod_name} is running the trainer", now=instant,
-                                   observed_generation=generation)
-        patch["startTime"] = status.get("startTime") or verdict.started_at or format_timestamp(instant)
-        patch["reason"] = "Running"
-        patch["message"] = f"pod {verdict.pod_name} is running the trainer"
-    else:
-        waiting = verdict.reason or ("Suspended" if (job.get("spec") or {}).get("suspend") else "Pending")
-        text = verdict.message or ("waiting for the Job's queue to admit it"
-                                   if waiting == "Suspended" else "waiting for the trainer pod to start")
-        conditions = set_condition(conditions, lc.RUNNING, FALSE, waiting, text, now=instant,
-                                   observed_generation=generation)
-        patch["reason"] = waiting
-        patch["message"] = text
-    patch["conditions"] = conditions
+    version = version_of(tj)
+    patch = outcome.in_progress(tj.get("status") or {}, verdict,
+                                suspended=bool((job.get("spec") or {}).get("suspend")),
+                                generation=meta.get("generation"), now=now())
+    patch.update(jobName=job["metadata"]["name"], version=version,
+                 modelVersion=model_version_name(tj["spec"]["modelName"], version))
     await _patch_status(kube, tj, patch)
-    m.observe_training_job(meta["namespace"], meta["name"], lc.training_job_phase(conditions))
+    m.observe_training_job(meta["namespace"], meta["name"], lc.training_job_phase(patch["conditions"]))
 
 
 async def _failed(kube: Kube, tj: dict[str, Any], spec: TrainingJobSpec, mv: dict[str, Any] | None,
@@ -268,18 +250,12 @@ async def _failed(kube: Kube, tj: dict[str, Any], spec: TrainingJobSpec, mv: dic
         mv = await kube.get(custom_path(MODEL_VERSIONS, namespace, mv_name))
     if mv is not None:
         with_type(mv, "ModelVersion")
-        await _update_model_version(kube, mv, {}, [(lc.TRAINED, FALSE, reason, message)],
-                                    f"training failed: {reason}", message=message)
-    status = tj.get("status") or {}
-    generation = meta.get("generation")
-    conditions = set_condition(status.get("conditions"), lc.RUNNING, FALSE, reason, message, now=instant,
-                               observed_generation=generation)
-    conditions = set_condition(conditions, lc.FAILED, TRUE, reason, message, now=instant,
-                               observed_generation=generation)
-    await _patch_status(kube, tj, {"conditions": conditions, "reason": reason, "message": message,
-                                   "version": version, "modelVersion": mv_name,
-                                   "completionTime": format_timestamp(instant)})
+        await _update_model_version(kube, mv, {"message": message}, [(lc.TRAINED, FALSE, reason, message)],
+                                    f"training failed: {reason}")
+    patch = outcome.failed(tj.get("status") or {}, reason, message, generation=meta.get("generation"),
+                           now=instant)
     await emit(tj, events.WARNING, events.TRAINING_FAILED, f"{reason}: {message}")
+    await _patch_status(kube, tj, {**patch, "version": version, "modelVersion": mv_name})
     m.TRAINING_JOB_FAILURES.labels(namespace=namespace, model=spec.model_name, reason=reason).inc()
     m.observe_training_job(namespace, meta["name"], Phase.FAILED)
     log.warning("training failed", extra={"namespace": namespace, "training_job": meta["name"],
@@ -332,49 +308,15 @@ async def _succeeded(kube: Kube, config: OperatorConfig, tj: dict[str, Any], spe
     metrics: BacktestMetrics = result.metrics
     evaluation = evaluate(metrics, spec.evaluation.criteria)
     instant = now()
-    if evaluation.passed:
-        evaluated = (lc.EVALUATED, TRUE, "CriteriaMet",
-                     f"passed every criterion; score {evaluation.score:.2f}")
-    else:
-        evaluated = (lc.EVALUATED, FALSE, "CriteriaNotMet", "; ".join(evaluation.failed_criteria))
-    mv_status: dict[str, Any] = {
-        "artifact": result.artifact.to_wire(),
-        "metrics": finite({"backtest": metrics.model_dump(by_alias=True, exclude_none=True)}),
-        "evaluation": finite(evaluation.model_dump(by_alias=True, exclude_none=True)),
-    }
-    if result.dataset is not None:
-        mv_status["dataset"] = result.dataset.to_wire()
-    if result.manifest_uri:
-        mv_status["manifestUri"] = result.manifest_uri
-    if result.report_uri:
-        mv_status["reportUri"] = result.report_uri
-    trained = (lc.TRAINED, TRUE, "Trained", f"artifact {result.artifact.uri} sha256 {result.artifact.sha256}")
-    failures = "; ".join(evaluation.failed_criteria)
-    why = "criteria met" if evaluation.passed else f"criteria not met: {failures}"
-    mv = await _update_model_version(kube, mv, mv_status, [trained, evaluated], why)
+    fields, changes, why = outcome.trained_version(result, evaluation)
+    mv = await _update_model_version(kube, mv, fields, changes, why)
     stage = (mv.get("status") or {}).get("stage", "")
 
-    summary = finite({"sharpe": metrics.sharpe, "winRate": metrics.win_rate,
-                      "profitFactor": metrics.profit_factor, "maxDrawdown": metrics.max_drawdown,
-                      "trades": metrics.trades, "dsr": metrics.dsr, "score": evaluation.score,
-                      "passed": evaluation.passed})
     status = tj.get("status") or {}
-    generation = meta.get("generation")
     message = (f"ModelVersion {mv['metadata']['name']} is {stage} (score {evaluation.score:.2f})"
                + ("" if evaluation.passed else "; failed: " + "; ".join(evaluation.failed_criteria)))
-    conditions = set_condition(status.get("conditions"), lc.ACCEPTED, TRUE, "Validated", "the spec is valid",
-                               now=instant, observed_generation=generation)
-    conditions = set_condition(conditions, lc.RUNNING, FALSE, "Completed", "the trainer finished",
-                               now=instant, observed_generation=generation)
-    conditions = set_condition(conditions, lc.COMPLETE, TRUE, "Trained", message, now=instant,
-                               observed_generation=generation)
     completion = _job_completion(job) or format_timestamp(instant)
-    await _patch_status(kube, tj, {
-        "conditions": conditions, "reason": "Trained", "message": message, "metrics": summary,
-        "jobName": job["metadata"]["name"], "version": version, "modelVersion": mv["metadata"]["name"],
-        "startTime": status.get("startTime") or (job.get("status") or {}).get("startTime"),
-        "completionTime": completion,
-    })
+    patch = outcome.succeeded(status, message, generation=meta.get("generation"), now=instant)
     await emit(mv, events.NORMAL, events.MODEL_TRAINED,
                f"trained {spec.algorithm} on {result.dataset.rows if result.dataset else '?'} bars: "
                f"artifact {result.artifact.uri}")
@@ -382,6 +324,12 @@ async def _succeeded(kube: Kube, config: OperatorConfig, tj: dict[str, Any], spe
                f"{stage}: score {evaluation.score:.2f}"
                + ("" if evaluation.passed else "; failed " + "; ".join(evaluation.failed_criteria)))
     await emit(tj, events.NORMAL, events.MODEL_TRAINED, message)
+    await _patch_status(kube, tj, {
+        **patch, "metrics": outcome.metrics_summary(metrics, evaluation),
+        "jobName": job["metadata"]["name"], "version": version, "modelVersion": mv["metadata"]["name"],
+        "startTime": status.get("startTime") or (job.get("status") or {}).get("startTime"),
+        "completionTime": completion,
+    })
 
     duration = result.duration_seconds
     if duration is None:
@@ -431,29 +379,14 @@ async def _patch_status(kube: Kube, obj: dict[str, Any], changes: dict[str, Any]
     return with_type(updated, obj.get("kind", ""))
 
 
-async def _update_model_version(kube: Kube, mv: dict[str, Any], changes: dict[str, Any],
-                                conditions: list[tuple[str, str, str, str]], why: str, *,
-                                message: str | None = None) -> dict[str, Any]:
-    """Set conditions (stage recomputed, history appended) with optimistic concurrency: the Model's
-    handler writes the same status (Production/Shadow/Retired), so a stale write is retried on a re-read."""
-    meta = mv["metadata"]
+async def _update_model_version(kube: Kube, mv: dict[str, Any], fields: dict[str, Any],
+                                changes: list[outcome.ConditionChange], why: str) -> dict[str, Any]:
+    """Write the version's new status with optimistic concurrency: the Model's handler writes the same
+    status (Production/Shadow/Retired), so a stale write (409) is retried on a fresh read."""
     for attempt in range(5):
-        status = mv.get("status") or {}
-        instant = now()
-        current = list(status.get("conditions") or [])
-        for type_, value, reason, text in conditions:
-            current = set_condition(current, type_, value, reason, text, now=instant,
-                                    observed_generation=meta.get("generation"))
-        before = status.get("stage")
-        stage = lc.model_version_stage(current)
-        patch: dict[str, Any] = {**changes, "conditions": current, "stage": str(stage)}
-        if message is not None:
-            patch["message"] = message
-        if before != stage:
-            patch["stageHistory"] = lc.append_stage_history(status.get("stageHistory"), before, stage,
-                                                            reason=why, now=instant)
-        if meta.get("generation") is not None:
-            patch["observedGeneration"] = meta["generation"]
+        meta = mv["metadata"]
+        patch = outcome.version_status(mv.get("status") or {}, fields, changes, why,
+                                       generation=meta.get("generation"), now=now())
         path = custom_path(MODEL_VERSIONS, meta["namespace"], meta["name"], subresource="status")
         try:
             updated = await kube.merge_patch(path, {"metadata": {"resourceVersion": meta["resourceVersion"]},
@@ -464,9 +397,9 @@ async def _update_model_version(kube: Kube, mv: dict[str, Any], changes: dict[st
             fresh = await kube.get(custom_path(MODEL_VERSIONS, meta["namespace"], meta["name"]))
             if fresh is None:
                 return mv
-            mv, meta = with_type(fresh, "ModelVersion"), fresh["metadata"]
+            mv = with_type(fresh, "ModelVersion")
             continue
         with_type(updated, "ModelVersion")
-        m.observe_model_version(meta["namespace"], meta["name"], updated["spec"]["modelName"], str(stage))
+        m.observe_model_version(meta["namespace"], meta["name"], updated["spec"]["modelName"], patch["stage"])
         return updated
     return mv

@@ -11,7 +11,9 @@ jobs is never the default.
 An alert is used when it is firing and labelled ``clm_model`` (plus ``namespace``, else
 CLM_WEBHOOK_NAMESPACE; plus ``clm_trigger`` drift|performance|regime, else derived from ``alertname``).
 A run is created from the Model's template with that trigger unless the Model's triggers disable it,
-or a run of that Model with that trigger is still running (deduplicated).
+a performance alert carries ``live_sharpe`` (label or annotation) not below the Model's
+``triggers.performance.minLiveSharpe``, or a run of that Model with that trigger is still running
+(deduplicated).
 
 Results (one per request in ``clm_webhook_requests_total{result}``): unauthorized (401), malformed
 (400), accepted (a run was created), deduplicated (all wanted runs were already running), ignored.
@@ -64,6 +66,7 @@ class AlertRequest:
     key: str  # identifies the alert episode: fingerprint and start time
     alertname: str
     summary: str
+    live_sharpe: float | None = None  # label or annotation live_sharpe, checked against minLiveSharpe
 
 
 def trigger_from(labels: Mapping[str, Any]) -> str | None:
@@ -110,9 +113,18 @@ def parse_payload(payload: Any, default_namespace: str | None) -> tuple[list[Ale
             ignored.append(f"{name}: set label clm_trigger to one of {', '.join(TRIGGERS)}")
             continue
         key = f"{alert.get('fingerprint', '')}@{alert.get('startsAt', '')}"
-        summary = str((alert.get("annotations") or {}).get("summary", ""))[:512]
-        requests.append(AlertRequest(str(namespace), str(model), trigger, key, name, summary))
+        annotations = alert.get("annotations") or {}
+        summary = str(annotations.get("summary", ""))[:512]
+        requests.append(AlertRequest(str(namespace), str(model), trigger, key, name, summary,
+                                     _float(labels.get("live_sharpe", annotations.get("live_sharpe")))))
     return requests, ignored
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def expected_token(environ: Mapping[str, str] | None = None) -> str | None:
@@ -196,6 +208,11 @@ async def process_alerts(requests: list[AlertRequest]) -> dict[str, list[str]]:
             triggers = (model.get("spec") or {}).get("triggers") or {}
             if (triggers.get(req.trigger) or {}).get("enabled", True) is False:
                 outcome["ignored"].append(f"{req.alertname}: spec.triggers.{req.trigger}.enabled is false")
+                continue
+            threshold = (triggers.get("performance") or {}).get("minLiveSharpe", 0.5)
+            if req.trigger == "performance" and req.live_sharpe is not None and req.live_sharpe >= threshold:
+                outcome["ignored"].append(f"{req.alertname}: live Sharpe {req.live_sharpe:g} is not below "
+                                          f"spec.triggers.performance.minLiveSharpe ({threshold:g})")
                 continue
             selector = (f"{schedule_domain.MODEL_LABEL}={req.model},"
                         f"{schedule_domain.TRIGGER_LABEL}={req.trigger}")

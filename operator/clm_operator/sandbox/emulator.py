@@ -10,7 +10,7 @@ pod logs, watches with resourceVersion resumption and bookmarks, and an OpenAPI 
 kmock's reactions, so a test can add its own.
 
 Known gaps, each answered with a clear error rather than a silent difference: request bodies must be JSON
-(kubectl's typed ``create namespace/configmap/secret`` send protobuf: use ``kubectl apply -f``); there is no
+(protobuf only for the four kinds kubectl's typed ``create`` commands send, see protobuf.py); there is no
 /openapi/v2 (``kubectl apply`` of a ``kind: List`` document needs ``--validate=false``; multi-document
 YAML works); ``dryRun`` is refused; server-side apply is approximated by a merge patch.
 """
@@ -33,6 +33,7 @@ import kmock
 import yaml
 from typing_extensions import override
 
+from clm_operator.sandbox import protobuf
 from clm_operator.sandbox.apimachinery import (
     JSON,
     ApiError,
@@ -73,6 +74,22 @@ def _age(obj: JSON) -> str:
     if not created:
         return "<unknown>"
     return human_duration((datetime.now(UTC) - parse_rfc3339(created)).total_seconds())
+
+
+def _event_last_seen(event: JSON) -> str:
+    when = (
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("metadata", {}).get("creationTimestamp")
+    )
+    if not when:
+        return "<unknown>"
+    return human_duration((datetime.now(UTC) - parse_rfc3339(str(when))).total_seconds())
+
+
+def _event_object(event: JSON) -> str:
+    involved = event.get("involvedObject") or event.get("regarding") or {}
+    return f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
 
 
 @dataclass
@@ -140,16 +157,11 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
             return await super().__call__(raw_request)  # kmock's own reactions serve everything else
         body = await raw_request.read()
         if body and "protobuf" in raw_request.headers.get("Content-Type", ""):
-            # kubectl's typed commands (create namespace/configmap/secret) send protobuf; decoding it needs
-            # the generated schemas of every built-in type, so the sandbox refuses it with a clear 415.
-            return _error(
-                ApiError(
-                    415,
-                    "UnsupportedMediaType",
-                    "the sandbox API server accepts JSON bodies only "
-                    "(use kubectl apply -f / create -f for built-in kinds)",
-                )
-            )
+            # kubectl's typed commands (create namespace/secret/configmap/serviceaccount) send protobuf.
+            try:
+                body = json.dumps(protobuf.decode(body)).encode()
+            except ApiError as exc:
+                return _error(exc)
         request = ApiRequest(
             method=raw_request.method.upper(),
             path=path,
@@ -432,15 +444,26 @@ class StrictKubernetesEmulator(kmock.KubernetesEmulator):
                 ]
             elif rdef.plural == "namespaces":
                 extra = [("Status", lambda o: o.get("status", {}).get("phase", ""))]
+            elif rdef.plural == "events":
+                extra = [
+                    ("Last Seen", _event_last_seen),
+                    ("Type", lambda o: o.get("type", "")),
+                    ("Reason", lambda o: o.get("reason", "")),
+                    ("Object", _event_object),
+                    ("Message", lambda o: o.get("message", o.get("note", ""))),
+                ]
             for title, fn in extra:
                 columns.append(
                     {"name": title, "type": "string", "format": "", "priority": 0, "description": ""}
                 )
                 for row, obj in zip(cells, items, strict=True):
                     row.append(fn(obj))
-            columns.append({"name": "Age", "type": "date", "format": "", "priority": 0, "description": ""})
-            for row, obj in zip(cells, items, strict=True):
-                row.append(_age(obj))
+            if rdef.plural != "events":  # an event's age is its Last Seen
+                columns.append(
+                    {"name": "Age", "type": "date", "format": "", "priority": 0, "description": ""}
+                )
+                for row, obj in zip(cells, items, strict=True):
+                    row.append(_age(obj))
         else:
             printer = rdef.printer_columns or [
                 {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}

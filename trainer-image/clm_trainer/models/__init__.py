@@ -24,7 +24,7 @@ class UnknownAlgorithmError(ValueError):
     field = "spec.algorithm"
 
     def __init__(self, message: str, fix: str) -> None:
-        super().__init__(f"{message}; {fix}")
+        super().__init__(f"{message}; fix: {fix}")
         self.fix = fix
 
 

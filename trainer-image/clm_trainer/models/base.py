@@ -15,7 +15,6 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-
 from clm_operator.api.common import CamelModel
 
 

@@ -117,6 +117,7 @@ class TrainingLog:
     train_losses: list[float] = field(default_factory=list)
     validation_losses: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
+    epoch_cpu_seconds: list[float] = field(default_factory=list)  # process CPU time: steadier on busy hosts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -320,7 +321,7 @@ def train_module(module: nn.Module, x: np.ndarray, y: np.ndarray, config: Traini
     best_state: dict[str, torch.Tensor] | None = None
     since_best = 0
     for epoch in range(1, config.max_epochs + 1):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         module.train()
         order = torch.randperm(n_train, generator=shuffler).to(device)
         total = 0.0
@@ -343,6 +344,7 @@ def train_module(module: nn.Module, x: np.ndarray, y: np.ndarray, config: Traini
         if device.type == "cuda":
             torch.cuda.synchronize()
         record.epoch_seconds.append(time.perf_counter() - started)
+        record.epoch_cpu_seconds.append(time.process_time() - cpu_started)
         record.train_losses.append(total / n_train)
         record.validation_losses.append(val_loss)
         record.epochs = epoch
