@@ -1,5 +1,5 @@
-"""Helpers for the operator integration tests: a sandbox whose operator serves /metrics on a free port
-and re-checks unfinished runs every second, and small accessors over it."""
+"""Helpers for the operator integration tests: a sandbox whose operator re-checks unfinished runs every
+second and may read manifests from S3 (it has the sandbox's S3 credentials), and small accessors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from clm_operator.sandbox.cluster import S3_ACCESS_KEY, S3_SECRET_KEY, Sandbox, wait_for
-from clm_operator.sandbox.s3server import free_port
 
 GROUP, VERSION = "clm.dev", "v1alpha1"
 FINISHED = ("Succeeded", "Failed")
@@ -30,12 +29,14 @@ class OperatorSandbox:
     def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         group, version = (GROUP, VERSION) if plural in ("trainingjobs", "modelversions", "models") else (
             ("batch", "v1") if plural == "jobs" else ("", "v1"))
-        return self.sb.get(group, version, plural, namespace, name)
+        found: dict[str, Any] | None = self.sb.get(group, version, plural, namespace, name)
+        return found
 
     def objects(self, plural: str, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
         group, version = (GROUP, VERSION) if plural in ("trainingjobs", "modelversions", "models") else (
             ("batch", "v1") if plural == "jobs" else ("", "v1"))
-        return self.sb.list_objects(group, version, plural, namespace, selector)
+        items: list[dict[str, Any]] = self.sb.list_objects(group, version, plural, namespace, selector)
+        return items
 
     def wait_finished(self, namespace: str, name: str, timeout: float = 180.0) -> dict[str, Any]:
         def finished() -> dict[str, Any] | None:
@@ -47,7 +48,7 @@ class OperatorSandbox:
             tail = self.sb.operator_logs()[-3000:]
             return f"TrainingJob {name} to finish; status {status}\noperator log:\n{tail}"
 
-        found = wait_for(finished, timeout=timeout, interval=0.25, message=explain)
+        found: dict[str, Any] | None = wait_for(finished, timeout=timeout, interval=0.25, message=explain)
         assert found is not None
         return found
 
@@ -62,13 +63,12 @@ class OperatorSandbox:
 
 @contextmanager
 def operator_sandbox(**kwargs: Any) -> Iterator[OperatorSandbox]:
-    metrics_port = free_port()
-    args = ["--metrics-port", str(metrics_port), "--health-port", str(free_port()), "--webhook-port", "0",
-            "--resync-seconds", "1", "--log-format", "text"]
+    # The sandbox gives the operator free metrics/health/webhook ports; runs are re-checked every second.
+    args = ["--resync-seconds", "1", "--log-format", "text"]
     env = {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
            **kwargs.pop("operator_env", {})}
     with Sandbox(operator=True, s3=True, operator_args=args, operator_env=env, **kwargs) as sandbox:
-        yield OperatorSandbox(sandbox, metrics_port)
+        yield OperatorSandbox(sandbox, sandbox.metrics_port)
 
 
 def training_job(name: str, **spec: Any) -> dict[str, Any]:

@@ -16,10 +16,17 @@ import pytest
 from clm_operator.api.training_job import TrainingJobSpec
 from clm_trainer.models.deep import scores_from_artifact
 from clm_trainer.pipeline import RunOptions, run_pipeline
+from clm_trainer.synthetic import generate, parse_synthetic_uri
 
 pytestmark = pytest.mark.slow
 
-BARS = 4000
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small models on a shared 2-core runner: a second thread mostly spins waiting (5x slower here).
+    monkeypatch.setenv("CLM_TORCH_THREADS", "1")
+
+BARS = 3000
 SMALL: dict[str, dict[str, Any]] = {
     "nhits": {"inputSize": 24, "mlpUnits": 64, "maxEpochs": 8, "patience": 3, "batchSize": 128,
               "learningRate": 0.001},
@@ -47,8 +54,9 @@ def run(tmp_path: Path, algorithm: str, kind: str, seed: int) -> Any:
 
 
 @pytest.mark.parametrize("algorithm", ["nhits", "patchtst"])
-def test_finds_a_planted_signal_and_ships_a_reloadable_artifact(tmp_path: Path, algorithm: str) -> None:
-    outcome, out = run(tmp_path, algorithm, "planted", seed=7)
+@pytest.mark.parametrize("seed", [7, 11])
+def test_finds_a_planted_signal(tmp_path: Path, algorithm: str, seed: int) -> None:
+    outcome, _ = run(tmp_path, algorithm, "planted", seed)
     result = outcome.result
     assert result.evaluation.passed, (result.metrics, result.evaluation.failed_criteria)
     assert result.metrics.trades >= 50 and result.metrics.sharpe >= 1.0
@@ -57,12 +65,15 @@ def test_finds_a_planted_signal_and_ships_a_reloadable_artifact(tmp_path: Path, 
     config = json.loads((version_dir / "config.json").read_text())
     assert config["algorithm"] == algorithm
     assert outcome.manifest["artifact"]["sha256"] == result.artifact.sha256
-    # The shipped artifact scores without any trainer object: the serving path.
-    from clm_trainer.data import load_dataset
-
-    bars = load_dataset(spec_for(algorithm, "planted", 7).dataset).bars
-    scores = scores_from_artifact(version_dir, bars["close"].to_numpy(), np.arange(len(bars)))
-    assert np.isfinite(scores).all() and np.count_nonzero(scores) > len(bars) // 2
+    # The shipped artifact scores without any trainer object (the serving path), and its forecasts
+    # point the way of the planted regime of the next bar far more often than chance.
+    planted = generate(parse_synthetic_uri(spec_for(algorithm, "planted", seed).dataset.uri))
+    assert planted.regime is not None
+    close = planted.bars["close"].to_numpy()
+    rows = np.arange(100, len(close) - 1)
+    scores = scores_from_artifact(version_dir, close, rows)
+    agreement = float(np.mean(np.sign(scores) == planted.regime[rows + 1]))
+    assert agreement > 0.85, agreement
 
 
 @pytest.mark.parametrize("algorithm", ["nhits", "patchtst"])

@@ -6,6 +6,8 @@ import hashlib
 import itertools
 import shutil
 import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 
 import boto3
@@ -86,6 +88,37 @@ def test_planted_signal_becomes_a_candidate_with_its_artifact_in_s3(env: Operato
     everything = str(tj) + str(mv) + str(env.objects("events", ns))
     assert S3_SECRET_KEY not in everything and S3_ACCESS_KEY not in everything
 
+    # deleting the run's record takes its Job along (ownerReference) and keeps the model
+    deleted = env.kubectl(ns, "delete", "tj", "planted", "--wait=false")
+    assert deleted.returncode == 0, deleted.stderr
+    wait_for(lambda: env.get("jobs", ns, status["jobName"]) is None, timeout=30, message="the Job collected")
+    assert env.get("modelversions", ns, status["modelVersion"]) is not None
+
+
+def test_kueue_owns_suspend(env: OperatorSandbox, ns: str) -> None:
+    assert env.apply(ns, training_job("queued", queueName="gpu", startupTimeoutSeconds=1)).returncode == 0
+    job = wait_for(lambda: env.get("jobs", ns, "queued-train"), timeout=30, message="the Job")
+    assert job is not None
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu"
+
+    def waiting_for_admission() -> bool:
+        tj = env.get("trainingjobs", ns, "queued") or {}
+        return (tj.get("status") or {}).get("reason") == "Suspended"
+
+    wait_for(waiting_for_admission, timeout=30, message="the TrainingJob to wait for its queue")
+    time.sleep(2)  # past startupTimeoutSeconds: a queued Job is waiting, not stuck
+    tj = env.get("trainingjobs", ns, "queued")
+    assert tj is not None and tj["status"]["phase"] == "Pending"
+    # Kueue admits the Job by unsuspending it; the operator must not suspend it again
+    admitted = env.kubectl(ns, "patch", "job", "queued-train", "--type=merge",
+                           "-p", '{"spec":{"suspend":false}}')
+    assert admitted.returncode == 0, admitted.stderr
+    tj = env.wait_finished(ns, "queued")
+    assert tj["status"]["phase"] == "Succeeded"
+    job = env.get("jobs", ns, "queued-train")
+    assert job is not None and job["spec"]["suspend"] is False
+
 
 def test_random_walk_fails_its_criteria(env: OperatorSandbox, ns: str) -> None:
     document = training_job("noise", dataset={"uri": "builtin:synthetic?kind=random_walk&seed=11&bars=3000",
@@ -148,3 +181,7 @@ def test_metrics_pass_promtool_and_count_the_runs(env: OperatorSandbox, ns: str)
     assert sample(text, "clm_training_duration_seconds_count", algorithm="xgboost") >= 1
     assert sample(text, "clm_promotion_score", namespace=ns, model="btc-xgb", version=version) > 0
     assert sample(text, "clm_last_successful_training_timestamp_seconds", namespace=ns, model="btc-xgb") > 0
+
+    # kopf's liveness endpoint answers on --health-port
+    with urllib.request.urlopen(f"http://127.0.0.1:{env.sb.health_port}/healthz", timeout=10) as response:
+        assert response.status == 200

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from clm_operator.api.hyperparameters import NHiTSHyperparameters, PatchTSTHyperparameters
 from clm_trainer.models.base import DeviceChoice, SeriesData
 from clm_trainer.models.deep import (
@@ -30,11 +29,18 @@ from clm_trainer.models.deep import (
 )
 from clm_trainer.models.nhits import NHiTS, NHiTSTrainer
 from clm_trainer.models.patchtst import PatchTSTTrainer
+
 from tests.unit.deep_series import CPU
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small models on a shared 2-core runner: a second thread mostly spins waiting (5x slower here).
+    monkeypatch.setenv("CLM_TORCH_THREADS", "1")
+
 SMALL_NHITS = NHiTSHyperparameters(input_size=24, mlp_units=32, max_epochs=4, batch_size=64)
-SMALL_PATCHTST = PatchTSTHyperparameters(input_size=32, patch_len=8, stride=4, d_model=16, n_heads=4, n_layers=1,
-                                         d_ff=32, max_epochs=4, batch_size=64)
+SMALL_PATCHTST = PatchTSTHyperparameters(input_size=32, patch_len=8, stride=4, d_model=16, n_heads=4,
+                                         n_layers=1, d_ff=32, max_epochs=4, batch_size=64)
 
 
 def market(n: int = 1500, seed: int = 0, horizon: int = 3) -> SeriesData:
@@ -73,7 +79,7 @@ def test_training_windows_keep_targets_inside_the_training_rows() -> None:
 
 
 def test_future_rows_cannot_change_the_fit() -> None:
-    """Leakage guard: data after the training span (incl. normalisation stats) leaves the fit bit-identical."""
+    """Leakage guard: rows after the training span (normalisation included) leave the fit bit-identical."""
     data = market(900)
     altered_close = data.bars["close"].to_numpy().copy()
     altered_close[700:] *= np.exp(np.cumsum(np.full(200, 0.05)))
@@ -138,8 +144,8 @@ def test_artifact_reloads_bit_for_bit(tmp_path: Path) -> None:
         reloaded = scores_from_artifact(directory, data.bars["close"].to_numpy(), idx)
         np.testing.assert_array_equal(reloaded, expected)
         module = load_artifact(directory)
-        x = torch.as_tensor(window_inputs(log_returns(data.bars["close"].to_numpy()), idx, trainer.input_size),
-                            dtype=torch.float32)
+        series = log_returns(data.bars["close"].to_numpy())
+        x = torch.as_tensor(window_inputs(series, idx, trainer.input_size), dtype=torch.float32)
         with torch.inference_mode():
             assert trainer.module is not None
             torch.testing.assert_close(module(x), trainer.module(x), rtol=0, atol=0)
@@ -158,7 +164,8 @@ def test_early_stopping_restores_the_best_epoch() -> None:
     assert record.best_validation_loss == min(record.validation_losses)
     with torch.inference_mode():
         val_x = torch.as_tensor(x[-80:], dtype=torch.float32)
-        val_loss = torch.nn.functional.mse_loss(module.eval()(val_x), torch.as_tensor(y[-80:], dtype=torch.float32))
+        val_y = torch.as_tensor(y[-80:], dtype=torch.float32)
+        val_loss = torch.nn.functional.mse_loss(module.eval()(val_x), val_y)
     assert float(val_loss) == pytest.approx(record.best_validation_loss, rel=1e-5)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from clm_operator.api.hyperparameters import (
     HyperparameterError,
     NHiTSHyperparameters,
@@ -14,11 +13,19 @@ from clm_operator.api.hyperparameters import (
 )
 from clm_trainer.models.deep import mase, naive_forecast, window_targets
 from clm_trainer.models.nhits import NHiTS, NHiTSBlock, NHiTSTrainer
+
 from tests.unit.deep_series import CPU, ar_seasonal
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small models on a shared 2-core runner: a second thread mostly spins waiting (5x slower here).
+    monkeypatch.setenv("CLM_TORCH_THREADS", "1")
+
+
 def test_pooling_uses_ceil_mode() -> None:
-    block = NHiTSBlock(input_size=5, horizon=4, pool_kernel=2, n_knots=2, mlp_units=8, mlp_layers=1, dropout=0.0)
+    block = NHiTSBlock(input_size=5, horizon=4, pool_kernel=2, n_knots=2, mlp_units=8, mlp_layers=1,
+                       dropout=0.0)
     x = torch.tensor([[1.0, 5.0, 2.0, 0.0, 7.0]])
     pooled = block.pool(x.unsqueeze(1)).squeeze(1)
     # ceil(5/2) = 3 windows; the last, partial one still yields a value (7).
@@ -42,7 +49,8 @@ def test_default_architecture_follows_the_paper() -> None:
 
 def test_knots_interpolate_linearly_to_the_horizon() -> None:
     torch.manual_seed(0)
-    block = NHiTSBlock(input_size=10, horizon=8, pool_kernel=1, n_knots=2, mlp_units=4, mlp_layers=1, dropout=0.0)
+    block = NHiTSBlock(input_size=10, horizon=8, pool_kernel=1, n_knots=2, mlp_units=4, mlp_layers=1,
+                       dropout=0.0)
     with torch.no_grad():
         block.theta.weight.zero_()
         block.theta.bias.zero_()

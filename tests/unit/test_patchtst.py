@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from clm_operator.api.hyperparameters import (
     HyperparameterError,
     PatchTSTHyperparameters,
@@ -13,7 +12,14 @@ from clm_operator.api.hyperparameters import (
 )
 from clm_trainer.models.deep import mase, naive_forecast, window_targets
 from clm_trainer.models.patchtst import PatchTST, PatchTSTTrainer, RevIN, patch_count
+
 from tests.unit.deep_series import CPU, ar_seasonal
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small models on a shared 2-core runner: a second thread mostly spins waiting (5x slower here).
+    monkeypatch.setenv("CLM_TORCH_THREADS", "1")
 
 
 @pytest.mark.parametrize(("length", "patch", "stride", "expected"),
@@ -27,7 +33,8 @@ def test_patch_count_with_end_padding(length: int, patch: int, stride: int, expe
 
 
 def test_padding_repeats_the_last_value() -> None:
-    model = PatchTST(input_size=10, horizon=2, patch_len=4, stride=2, d_model=8, n_heads=2, n_layers=1, d_ff=8)
+    model = PatchTST(input_size=10, horizon=2, patch_len=4, stride=2, d_model=8, n_heads=2, n_layers=1,
+                     d_ff=8)
     x = torch.arange(10.0).reshape(1, 1, 10)
     patches = model.patchify(x)[0, 0]
     assert patches.shape == ((10 - 4) // 2 + 2, 4)
@@ -66,7 +73,8 @@ def test_channels_are_independent_and_shapes_hold() -> None:
 
 
 def test_batch_norm_is_the_default_as_in_the_paper() -> None:
-    model = PatchTST(input_size=32, horizon=2, patch_len=8, stride=4, d_model=16, n_heads=4, n_layers=1, d_ff=16)
+    model = PatchTST(input_size=32, horizon=2, patch_len=8, stride=4, d_model=16, n_heads=4, n_layers=1,
+                     d_ff=16)
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
     assert not any(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
 
