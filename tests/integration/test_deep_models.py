@@ -81,3 +81,20 @@ def test_finds_a_planted_signal(tmp_path: Path, algorithm: str, seed: int) -> No
 def test_a_random_walk_does_not_pass(tmp_path: Path, algorithm: str, seed: int) -> None:
     outcome, _ = run(tmp_path, algorithm, "random_walk", seed)
     assert not outcome.result.evaluation.passed, outcome.result.metrics
+
+
+def test_a_window_too_long_for_the_data_is_a_permanent_error(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from clm_trainer.cli import main
+
+    spec = spec_for("patchtst", "planted", 1).model_dump(by_alias=True, mode="json")
+    spec["dataset"]["uri"] = "builtin:synthetic?kind=planted&seed=1&bars=400"
+    spec["hyperparameters"] = {**SMALL["patchtst"], "inputSize": 200}
+    termination = tmp_path / "termination-log"
+    code = main(["run", "--spec-json", json.dumps(spec), "--output", (tmp_path / "out").as_uri(),
+                 "--termination-log", str(termination)])
+    assert code == 2
+    message = json.loads(termination.read_text())
+    assert message["field"] == "spec.hyperparameters"
+    assert "inputSize" in message["message"] and "training window" in message["message"]
+    assert "spec.hyperparameters" in capsys.readouterr().err

@@ -197,3 +197,15 @@ def test_mase_is_relative_to_the_naive_forecast() -> None:
     assert mase(actual, naive + 10, naive) > 1.0
     with pytest.raises(ValueError, match="undefined"):
         mase(actual, naive, actual)
+
+
+def test_the_same_run_writes_the_same_bytes(tmp_path: Path) -> None:
+    """A retried run re-uploads identical files (the pipeline's resume compares them)."""
+    data = market(700)
+    written = []
+    for attempt in ("a", "b"):
+        trainer = NHiTSTrainer(SMALL_NHITS, 9, CPU)
+        trainer.fit(data, np.arange(0, 600))
+        trainer.save(tmp_path / attempt)
+        written.append([(tmp_path / attempt / name).read_bytes() for name in (WEIGHTS_FILE, CONFIG_FILE)])
+    assert written[0] == written[1]

@@ -40,10 +40,13 @@ def test_default_architecture_follows_the_paper() -> None:
     model = NHiTS(**trainer.core_config_for(120, 24))
     assert len(model.blocks) == 3
     # knots per stack: 24 // 4, 24 // 2, 24 // 1; backcast is the full window
-    assert [b.theta.out_features - 120 for b in model.blocks] == [6, 12, 24]
-    assert [b.pool.kernel_size for b in model.blocks] == [2, 2, 1]
-    assert [b.mlp[0].in_features for b in model.blocks] == [60, 60, 120]
-    assert model.blocks[0].mlp[0].out_features == 512
+    blocks = [b for b in model.blocks if isinstance(b, NHiTSBlock)]
+    first_layers = [b.mlp[0] for b in blocks]
+    assert all(isinstance(layer, torch.nn.Linear) for layer in first_layers)
+    assert [b.theta.out_features - 120 for b in blocks] == [6, 12, 24]
+    assert [b.pool.kernel_size for b in blocks] == [2, 2, 1]
+    assert [layer.in_features for layer in first_layers] == [60, 60, 120]
+    assert {layer.out_features for layer in first_layers} == {512}
     assert model(torch.zeros(7, 120)).shape == (7, 24)
 
 

@@ -12,21 +12,21 @@ import importlib.metadata
 import json
 import math
 import platform
-import sys
 from typing import Any
 
 MANIFEST_SCHEMA_VERSION = 1
 
-_LIBRARIES = ("clm-operator", "numpy", "pandas", "pyarrow", "scipy", "xgboost", "lightgbm", "torch",
-              "matplotlib", "pydantic", "boto3")
+_COMMON_LIBRARIES = ("clm-operator", "numpy", "pandas", "pyarrow", "scipy", "matplotlib", "pydantic", "boto3")
+# The model library of each algorithm: only the one that trained this model is claimed to have shaped it
+# (deciding by what happens to be imported in the process would depend on what ran before).
+_MODEL_LIBRARIES = {"xgboost": ("xgboost",), "lightgbm": ("lightgbm",), "nhits": ("torch",),
+                    "patchtst": ("torch",)}
 
 
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries that shape a result (torch only if this run imported it)."""
+def library_versions(algorithm: str) -> dict[str, str]:
+    """Installed versions of the libraries that shape a result of ``algorithm``."""
     versions = {"python": platform.python_version()}
-    for name in _LIBRARIES:
-        if name == "torch" and "torch" not in sys.modules:
-            continue  # tree runs never import torch; do not claim it shaped the result
+    for name in (*_COMMON_LIBRARIES, *_MODEL_LIBRARIES.get(algorithm, ())):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -66,7 +66,7 @@ def build_manifest(*, version: str, namespace: str, spec: dict[str, Any], data_r
         "artifact": artifact,
         "files": files,
         "spec": spec,
-        "libraries": library_versions(),
+        "libraries": library_versions(str(spec.get("algorithm"))),
         "dataset": dataset_summary,
         "data": data_report,
         "features": features,

@@ -144,7 +144,8 @@ class TrainingJobTemplate(CamelModel):
     @model_validator(mode="after")
     def _hyperparameters_match_algorithm(self) -> TrainingJobTemplate:
         validate_hyperparameters(str(self.algorithm), self.hyperparameters)
-        if self.evaluation.embargo_bars is not None and self.evaluation.embargo_bars < self.target.horizon_bars:
+        embargo_bars = self.evaluation.embargo_bars
+        if embargo_bars is not None and embargo_bars < self.target.horizon_bars:
             raise ValueError(
                 f"evaluation.embargoBars ({self.evaluation.embargo_bars}) must be at least "
                 f"target.horizonBars ({self.target.horizon_bars}) so test labels never overlap training"

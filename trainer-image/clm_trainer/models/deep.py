@@ -46,6 +46,7 @@ from clm_operator.api.common import CamelModel
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
+from clm_trainer.data import DataError
 from clm_trainer.models.base import DeviceChoice, SeriesData
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,11 @@ def as_hyperparameters(model: type[_H], given: CamelModel | None) -> _H:
     return parsed
 
 
-class DeepTrainingError(ValueError):
-    """Too little data for the chosen window/horizon, or a similar problem the spec must fix."""
+class DeepTrainingError(DataError):
+    """Too little data for the chosen window/horizon, or a similar problem the spec must fix.
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+    A DataError, so the CLI reports it as permanent (exit 2) with the field and the fix.
+    """
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -122,6 +122,12 @@ class TrainingLog:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> dict[str, Any]:
+        """What is reproducible about the fit (no wall-clock figures)."""
+        return {"trainWindows": self.train_windows, "validationWindows": self.validation_windows,
+                "epochs": self.epochs, "bestEpoch": self.best_epoch,
+                "bestValidationLoss": self.best_validation_loss, "validationLosses": self.validation_losses}
+
 
 def torch_threads() -> int:
     """A fixed thread count: results on CPU depend on it, so it never floats with the machine's load.
@@ -134,6 +140,17 @@ def torch_threads() -> int:
     from clm_trainer.device import thread_count  # noqa: PLC0415 - the pipeline's module, optional here
 
     return thread_count()
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int | None = None) -> Iterator[None]:
+    """Inference with the same thread count as training (CPU kernels may block work by thread count)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or torch_threads())
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager
@@ -159,6 +176,8 @@ def deterministic_torch(seed: int, threads: int | None = None) -> Iterator[None]
 def resolve_device(choice: DeviceChoice) -> torch.device:
     if choice.kind == "cuda":
         if torch.cuda.is_available():
+            # cuBLAS is only deterministic with a fixed workspace; it must be set before its first use.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             return torch.device("cuda")
         log.warning("device=cuda requested (%s) but torch sees no CUDA device; training on CPU",
                     choice.reason)
@@ -289,6 +308,17 @@ def batch_predict(module: nn.Module, inputs: np.ndarray | torch.Tensor, device: 
     return result
 
 
+def _validation_loss(module: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module,
+                     batch_size: int, device: torch.device, amp_dtype: torch.dtype | None) -> float:
+    module.eval()
+    parts: list[torch.Tensor] = []
+    with torch.inference_mode():
+        for part in _batches(len(x), batch_size):
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                parts.append(module(x[part]).float())
+        return float(loss_fn(torch.cat(parts), y))  # float() synchronises: the epoch's time is complete
+
+
 def train_module(module: nn.Module, x: np.ndarray, y: np.ndarray, config: TrainingConfig, seed: int,
                  device: torch.device, gap: int = 0) -> TrainingLog:
     """Fit ``module`` (already normalised space) with early stopping on the time-ordered tail of ``x``.
@@ -301,9 +331,10 @@ def train_module(module: nn.Module, x: np.ndarray, y: np.ndarray, config: Traini
     n_train = m - n_val - gap
     if n_train < _MIN_TRAIN_WINDOWS:
         raise DeepTrainingError(
-            "spec.hyperparameters",
-            f"only {n_train} training windows after the validation split ({m} windows in all); use more "
-            "data (dataset.lookbackDays / bars), a smaller input window or a smaller validationFraction")
+            "spec.hyperparameters", f"only {n_train} training windows after the validation split ({m} "
+            f"windows in all, at least {_MIN_TRAIN_WINDOWS} needed)",
+            "use more data (spec.dataset), a smaller input window (spec.hyperparameters.inputSize), a "
+            "smaller validationFraction, or a larger spec.evaluation.minTrainFraction")
     amp_dtype = amp_dtype_for(device, config.mixed_precision)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     record = TrainingLog(device=str(device), amp_dtype=str(amp_dtype) if amp_dtype else None,
@@ -324,7 +355,8 @@ def train_module(module: nn.Module, x: np.ndarray, y: np.ndarray, config: Traini
         started, cpu_started = time.perf_counter(), time.process_time()
         module.train()
         order = torch.randperm(n_train, generator=shuffler).to(device)
-        total = 0.0
+        # Summed on the device: a float() per step would synchronise the GPU every batch.
+        total = torch.zeros((), device=device)
         for part in _batches(n_train, config.batch_size):
             rows = order[part]
             xb, yb = x_train[rows], y_train[rows]
@@ -338,14 +370,11 @@ def train_module(module: nn.Module, x: np.ndarray, y: np.ndarray, config: Traini
                 nn.utils.clip_grad_norm_(module.parameters(), config.gradient_clip_norm)
             scaler.step(optimiser)
             scaler.update()
-            total += float(loss.detach()) * len(rows)
-        val_pred = torch.as_tensor(batch_predict(module, x_val, device, amp_dtype=amp_dtype)).to(device)
-        val_loss = float(loss_fn(val_pred, y_val))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+            total += loss.detach() * len(rows)
+        val_loss = _validation_loss(module, x_val, y_val, loss_fn, config.batch_size * 4, device, amp_dtype)
         record.epoch_seconds.append(time.perf_counter() - started)
         record.epoch_cpu_seconds.append(time.process_time() - cpu_started)
-        record.train_losses.append(total / n_train)
+        record.train_losses.append(float(total) / n_train)
         record.validation_losses.append(val_loss)
         record.epochs = epoch
         if val_loss < record.best_validation_loss:
@@ -407,13 +436,15 @@ class DeepForecastTrainer:
             raise DeepTrainingError(
                 "spec.hyperparameters",
                 f"no training window: an input of {self.input_size} bars plus a horizon of {self.horizon} "
-                f"does not fit in the {len(train_idx)} training rows; use more data or a smaller window")
+                f"does not fit in the {len(train_idx)} training rows",
+                "use more data (spec.dataset) or a smaller input window (spec.hyperparameters.inputSize)")
         stats_rows = np.asarray(train_idx, dtype=np.int64)
         stats_rows = stats_rows[stats_rows >= first_valid]
         mean = float(np.mean(series[stats_rows]))
         std = float(np.std(series[stats_rows]))
         if not math.isfinite(std) or std <= 0:
-            raise DeepTrainingError("spec.dataset", "the training series is constant or not finite")
+            raise DeepTrainingError("spec.dataset", "the close prices of the training rows are constant or "
+                                    "not finite", "check the dataset and its window (start/end/lookbackDays)")
         x = window_inputs(series, ends, self.input_size)
         y = window_targets(series, ends, self.horizon)
         self.core_config = self.core_config_for(self.input_size, self.horizon)
@@ -439,7 +470,8 @@ class DeepForecastTrainer:
         if ok.any():
             x = window_inputs(np.asarray(series, dtype=np.float64), idx[ok], self.input_size)
             amp = amp_dtype_for(self.device, self.training.mixed_precision)
-            out[ok] = batch_predict(self.module, x, self.device, amp_dtype=amp).reshape(-1, self.horizon)
+            with fixed_threads():
+                out[ok] = batch_predict(self.module, x, self.device, amp_dtype=amp).reshape(-1, self.horizon)
         return out
 
     # -- the trading interface (ModelTrainer)
@@ -480,7 +512,8 @@ class DeepForecastTrainer:
             "hyperparameters": self.hyperparameters.to_wire(),
             "seed": self.seed,
             "torchVersion": torch.__version__,
-            "training": self.training_log.to_dict() if self.training_log else None,
+            # No timings or device here: the same run must write the same bytes (retries compare them).
+            "training": self.training_log.summary() if self.training_log else None,
         }
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         return weights
@@ -519,7 +552,8 @@ def scores_from_artifact(directory: Path, close: np.ndarray, idx: np.ndarray) ->
     ok = prediction_window_ends(idx, int(config["inputSize"]), DeepForecastTrainer.first_valid)
     if ok.any():
         x = window_inputs(series, idx[ok], int(config["inputSize"]))
-        forecast = batch_predict(module, x, torch.device("cpu")).reshape(-1, int(config["horizon"]))
+        with fixed_threads():
+            forecast = batch_predict(module, x, torch.device("cpu")).reshape(-1, int(config["horizon"]))
         scores[ok] = forecast.astype(np.float64).sum(axis=1) / float(config["score"]["scale"])
     return scores
 
