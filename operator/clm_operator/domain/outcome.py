@@ -21,15 +21,20 @@ from clm_operator.domain.versioning import format_timestamp
 # (type, status, reason, message) of one condition to set
 ConditionChange = tuple[str, str, str, str]
 _LARGEST = 1.7976931348623157e308
+STATUS_DECIMALS = 4
 
 
 def finite(value: Any) -> Any:
-    """JSON-safe copy: Kubernetes cannot store inf/NaN (profit factor is inf without a losing trade).
+    """JSON-safe copy for a status: Kubernetes cannot store inf/NaN (profit factor is inf with no loss).
 
     +-inf becomes the largest double, NaN 0.0; the evaluation is computed before, from the true values.
+    Finite floats are rounded to STATUS_DECIMALS: status and printer columns are read by people (a Sharpe of
+    1.2345678901234 says nothing more than 1.2346); manifest.json keeps full precision.
     """
-    if isinstance(value, float) and not math.isfinite(value):
-        return 0.0 if math.isnan(value) else math.copysign(_LARGEST, value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return 0.0 if math.isnan(value) else math.copysign(_LARGEST, value)
+        return round(value, STATUS_DECIMALS)
     if isinstance(value, dict):
         return {key: finite(item) for key, item in value.items()}
     if isinstance(value, list):

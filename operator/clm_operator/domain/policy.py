@@ -12,13 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from clm_operator.api.model import PromotionPolicy
+from clm_operator.api.model_version import Stage
 
-TRAINING = "Training"
-SHADOW = "Shadow"
-CANDIDATE = "Candidate"
-PRODUCTION = "Production"
-RETIRED = "Retired"
-FAILED = "Failed"
+# Short names for the stages this module compares against (one definition: api.model_version.Stage).
+TRAINING = Stage.TRAINING
+SHADOW = Stage.SHADOW
+CANDIDATE = Stage.CANDIDATE
+PRODUCTION = Stage.PRODUCTION
+RETIRED = Stage.RETIRED
+FAILED = Stage.FAILED
 
 # Condition types and reasons on the Model written from a Decision.
 PIN_ACCEPTED = "PinAccepted"

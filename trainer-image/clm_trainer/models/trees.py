@@ -23,36 +23,67 @@ from clm_trainer.device import lightgbm_gpu_device_type, thread_count
 from clm_trainer.models.base import DeviceChoice, SeriesData
 
 
-def _labels(data: SeriesData, idx: np.ndarray) -> tuple[np.ndarray, float]:
-    """Training labels for ``idx`` and the scale used to turn regression forecasts into scores."""
-    target = data.target[idx]
-    if not np.isfinite(target).all():
-        raise ValueError("training rows must all have a label (finite target)")
-    if data.target_kind == "sign":
-        return (target > 0).astype("float64"), 1.0
-    scale = float(np.std(target))
-    return target, scale if scale > 0 else 1.0
+class _BoostedTrees:
+    """What both libraries share: labels, the score convention, state checks and saving."""
 
-
-def _check_train(idx: np.ndarray) -> None:
-    if idx.size == 0:
-        raise ValueError("no training rows")
-
-
-class XGBoostTrainer:
-    algorithm = "xgboost"
-    artifact_format = "xgboost-ubj"
+    algorithm: str
+    artifact_format: str
+    artifact_name: str
+    hyperparameter_type: type[CamelModel]
 
     def __init__(self, hyperparameters: CamelModel, seed: int, device: DeviceChoice) -> None:
-        if not isinstance(hyperparameters, XGBoostHyperparameters):
-            raise TypeError(f"expected XGBoostHyperparameters, got {type(hyperparameters).__name__}")
-        self.hp = hyperparameters
+        if not isinstance(hyperparameters, self.hyperparameter_type):
+            expected, got = self.hyperparameter_type.__name__, type(hyperparameters).__name__
+            raise TypeError(f"expected {expected}, got {got}")
         self.seed = seed
         self.device = device
         self._booster: Any = None
         self._scale = 1.0
         self._kind = "sign"
         self._feature_names: list[str] = []
+
+    def _labels(self, data: SeriesData, idx: np.ndarray) -> np.ndarray:
+        """Training labels for ``idx``; remembers the target kind, feature names and the score scale."""
+        if idx.size == 0:
+            raise ValueError("no training rows")
+        target: np.ndarray = np.asarray(data.target[idx], dtype="float64")
+        if not np.isfinite(target).all():
+            raise ValueError("training rows must all have a label (finite target)")
+        self._kind = data.target_kind
+        self._feature_names = list(data.feature_names)
+        if self._kind == "sign":
+            self._scale = 1.0
+            labels: np.ndarray = (target > 0).astype("float64")
+            return labels
+        scale = float(np.std(target))
+        self._scale = scale if scale > 0 else 1.0
+        return target
+
+    def _booster_or_raise(self, action: str) -> Any:
+        if self._booster is None:
+            raise RuntimeError(f"{action} before fit")
+        return self._booster
+
+    def _scores(self, raw: Any) -> np.ndarray:
+        values = np.asarray(raw, dtype="float64")
+        return values - 0.5 if self._kind == "sign" else values / self._scale
+
+    def save(self, directory: Path) -> Path:
+        path = directory / self.artifact_name
+        self._booster_or_raise("save").save_model(str(path))
+        return path
+
+
+class XGBoostTrainer(_BoostedTrees):
+    algorithm = "xgboost"
+    artifact_format = "xgboost-ubj"
+    artifact_name = "model.ubj"
+    hyperparameter_type = XGBoostHyperparameters
+
+    def __init__(self, hyperparameters: CamelModel, seed: int, device: DeviceChoice) -> None:
+        super().__init__(hyperparameters, seed, device)
+        assert isinstance(hyperparameters, XGBoostHyperparameters)
+        self.hp = hyperparameters
 
     def _params(self, kind: str) -> dict[str, Any]:
         hp = self.hp
@@ -76,10 +107,7 @@ class XGBoostTrainer:
     def fit(self, data: SeriesData, train_idx: np.ndarray) -> None:
         import xgboost
 
-        _check_train(train_idx)
-        labels, self._scale = _labels(data, train_idx)
-        self._kind = data.target_kind
-        self._feature_names = list(data.feature_names)
+        labels = self._labels(data, train_idx)
         matrix = xgboost.DMatrix(data.features[train_idx], label=labels, feature_names=self._feature_names,
                                  missing=np.nan)
         self._booster = xgboost.train(self._params(self._kind), matrix, num_boost_round=self.hp.n_estimators)
@@ -87,18 +115,9 @@ class XGBoostTrainer:
     def predict(self, data: SeriesData, idx: np.ndarray) -> np.ndarray:
         import xgboost
 
-        if self._booster is None:
-            raise RuntimeError("predict before fit")
+        booster = self._booster_or_raise("predict")
         matrix = xgboost.DMatrix(data.features[idx], feature_names=self._feature_names, missing=np.nan)
-        raw = np.asarray(self._booster.predict(matrix), dtype="float64")
-        return raw - 0.5 if self._kind == "sign" else raw / self._scale
-
-    def save(self, directory: Path) -> Path:
-        if self._booster is None:
-            raise RuntimeError("save before fit")
-        path = directory / "model.ubj"
-        self._booster.save_model(str(path))
-        return path
+        return self._scores(booster.predict(matrix))
 
     def feature_importance(self) -> dict[str, float] | None:
         if self._booster is None:
@@ -107,20 +126,16 @@ class XGBoostTrainer:
         return {name: float(gains.get(name, 0.0)) for name in self._feature_names}
 
 
-class LightGBMTrainer:
+class LightGBMTrainer(_BoostedTrees):
     algorithm = "lightgbm"
     artifact_format = "lightgbm-text"
+    artifact_name = "model.txt"
+    hyperparameter_type = LightGBMHyperparameters
 
     def __init__(self, hyperparameters: CamelModel, seed: int, device: DeviceChoice) -> None:
-        if not isinstance(hyperparameters, LightGBMHyperparameters):
-            raise TypeError(f"expected LightGBMHyperparameters, got {type(hyperparameters).__name__}")
+        super().__init__(hyperparameters, seed, device)
+        assert isinstance(hyperparameters, LightGBMHyperparameters)
         self.hp = hyperparameters
-        self.seed = seed
-        self.device = device
-        self._booster: Any = None
-        self._scale = 1.0
-        self._kind = "sign"
-        self._feature_names: list[str] = []
 
     def _params(self, kind: str) -> dict[str, Any]:
         hp = self.hp
@@ -150,27 +165,14 @@ class LightGBMTrainer:
     def fit(self, data: SeriesData, train_idx: np.ndarray) -> None:
         import lightgbm
 
-        _check_train(train_idx)
-        labels, self._scale = _labels(data, train_idx)
-        self._kind = data.target_kind
-        self._feature_names = list(data.feature_names)
+        labels = self._labels(data, train_idx)
         dataset = lightgbm.Dataset(data.features[train_idx], label=labels, feature_name=self._feature_names,
                                    free_raw_data=True)
         self._booster = lightgbm.train(self._params(self._kind), dataset,
                                        num_boost_round=self.hp.n_estimators)
 
     def predict(self, data: SeriesData, idx: np.ndarray) -> np.ndarray:
-        if self._booster is None:
-            raise RuntimeError("predict before fit")
-        raw = np.asarray(self._booster.predict(data.features[idx]), dtype="float64")
-        return raw - 0.5 if self._kind == "sign" else raw / self._scale
-
-    def save(self, directory: Path) -> Path:
-        if self._booster is None:
-            raise RuntimeError("save before fit")
-        path = directory / "model.txt"
-        self._booster.save_model(str(path))
-        return path
+        return self._scores(self._booster_or_raise("predict").predict(data.features[idx]))
 
     def feature_importance(self) -> dict[str, float] | None:
         if self._booster is None:
