@@ -6,9 +6,13 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
-.venv/bin/python -c 'import torch' 2>/dev/null || "${pip[@]}" install "torch==2.13.0"
-"${pip[@]}" install -e ".[trainer,dev]" 2>&1 | grep -v '^WARNING: Location' || true
+# pip's notes about unused local index locations are noise here; real errors still fail the script.
+pip_install() {
+  .venv/bin/python -m pip --disable-pip-version-check -q install "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }
+  return "${PIPESTATUS[0]}"
+}
+.venv/bin/python -c 'import torch' 2>/dev/null || pip_install "torch==2.13.0"
+pip_install -e ".[trainer,dev]"
 .venv/bin/python -c 'import clm_operator, clm_trainer, xgboost, kopf, kmock' # fails loudly if the install did not
 PYTHON=.venv/bin/python scripts/install-k8s-tools.sh >/dev/null
 if ! command -v promtool >/dev/null 2>&1; then

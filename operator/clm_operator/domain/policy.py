@@ -15,12 +15,12 @@ from clm_operator.api.model import PromotionPolicy
 from clm_operator.api.model_version import Stage
 
 # Short names for the stages this module compares against (one definition: api.model_version.Stage).
-TRAINING = Stage.TRAINING
-SHADOW = Stage.SHADOW
-CANDIDATE = Stage.CANDIDATE
-PRODUCTION = Stage.PRODUCTION
-RETIRED = Stage.RETIRED
-FAILED = Stage.FAILED
+TRAINING: str = Stage.TRAINING.value
+SHADOW: str = Stage.SHADOW.value
+CANDIDATE: str = Stage.CANDIDATE.value
+PRODUCTION: str = Stage.PRODUCTION.value
+RETIRED: str = Stage.RETIRED.value
+FAILED: str = Stage.FAILED.value
 
 # Condition types and reasons on the Model written from a Decision.
 PIN_ACCEPTED = "PinAccepted"
