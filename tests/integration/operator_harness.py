@@ -1,5 +1,5 @@
 """Helpers for the operator integration tests: a sandbox whose operator re-checks unfinished runs every
-second and may read manifests from S3 (it has the sandbox's S3 credentials), and small accessors."""
+second, and small accessors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from clm_operator.sandbox.cluster import S3_ACCESS_KEY, S3_SECRET_KEY, Sandbox, wait_for
+from clm_operator.sandbox.cluster import Sandbox, wait_for
 
 GROUP, VERSION = "clm.dev", "v1alpha1"
 FINISHED = ("Succeeded", "Failed")
@@ -65,9 +65,7 @@ class OperatorSandbox:
 def operator_sandbox(**kwargs: Any) -> Iterator[OperatorSandbox]:
     # The sandbox gives the operator free metrics/health/webhook ports; runs are re-checked every second.
     args = ["--resync-seconds", "1", "--log-format", "text"]
-    env = {"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
-           **kwargs.pop("operator_env", {})}
-    with Sandbox(operator=True, s3=True, operator_args=args, operator_env=env, **kwargs) as sandbox:
+    with Sandbox(operator=True, s3=True, operator_args=args, **kwargs) as sandbox:
         yield OperatorSandbox(sandbox, sandbox.metrics_port)
 
 

@@ -9,7 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clm_operator.sandbox.cluster import S3_SECRET_NAME, Sandbox, find_kubectl, wait_for
+from clm_operator.sandbox.cluster import (
+    S3_ACCESS_KEY,
+    S3_SECRET_KEY,
+    S3_SECRET_NAME,
+    Sandbox,
+    find_kubectl,
+    wait_for,
+)
 
 from tests.fixtures.sandbox import Kubectl
 
@@ -64,6 +71,8 @@ def test_full_sandbox_has_s3_secret_and_a_restartable_operator(
     assert (
         env["KUBECONFIG"] == str(sandbox.kubeconfig) and env["CLM_S3_ENDPOINT_URL"] == sandbox.s3.endpoint_url
     )
+    # The operator reads S3 itself: the sandbox's keys, not the host's.
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (S3_ACCESS_KEY, S3_SECRET_KEY)
     before = sandbox.operator_process
     logins = sandbox.operator_logs().count("Initial authentication has finished")
     assert before is not None and before.poll() is None, sandbox.operator_logs()[-2000:]

@@ -364,6 +364,10 @@ class Sandbox:
         )
         if self.s3 is not None:
             env["CLM_S3_ENDPOINT_URL"] = self.s3.endpoint_url
+            # The operator reads S3 itself (manifest.json fallback, artifact deletion under retention
+            # policy Delete), as the chart's Deployment does through secretKeyRef: same keys as the Secret.
+            env["AWS_ACCESS_KEY_ID"] = S3_ACCESS_KEY
+            env["AWS_SECRET_ACCESS_KEY"] = S3_SECRET_KEY
         if self.clock_file is not None:
             env["CLM_CLOCK_FILE"] = str(self.clock_file)
         env.update(self.operator_env)
