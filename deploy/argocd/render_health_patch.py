@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes argocd-cm-health.yaml from health/*.lua (the Lua files are the source; `make argocd-health`).
 
-tests/argocd checks that the patch embeds exactly these files.
+Each kind's check is health/lib.lua (shared helpers) followed by health/<kind>.lua: Argo CD runs every
+check as one standalone script. tests/argocd runs exactly what `script()` composes.
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ data:
 """
 
 
+def script(kind: str) -> str:
+    """The complete health check of ``kind`` as Argo CD runs it."""
+    return (HERE / "health" / "lib.lua").read_text() + "\n" + (HERE / "health" / KINDS[kind]).read_text()
+
+
 def render() -> str:
     parts = [HEADER]
-    for kind, filename in KINDS.items():
-        lua = (HERE / "health" / filename).read_text()
+    for kind in KINDS:
+        lua = script(kind)
         body = "".join(f"    {line}\n" if line else "\n" for line in lua.rstrip("\n").split("\n"))
         parts.append(f"  resource.customizations.health.clm.dev_{kind}: |\n{body}")
     return "".join(parts)

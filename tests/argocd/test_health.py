@@ -20,11 +20,22 @@ HEALTH = ARGOCD / "health"
 T0 = "2026-11-23T10:00:00Z"
 
 
+def _render_module() -> Any:
+    spec = importlib.util.spec_from_file_location("render_health_patch", ARGOCD / "render_health_patch.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RENDER = _render_module()
+
+
 def health(kind: str, obj: dict[str, Any]) -> tuple[str, str]:
     """Runs the health script the way Argo CD does: a global `obj`, the script returns `hs`."""
     runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
     runtime.globals().obj = runtime.table_from(obj, recursive=True)
-    result = runtime.execute((HEALTH / f"{kind.lower()}.lua").read_text())
+    result = runtime.execute(RENDER.script(kind))
     assert result is not None, f"{kind} health returned nothing"
     return str(result["status"]), str(result["message"])
 
@@ -263,18 +274,14 @@ def test_model_health(
 
 
 def test_argocd_cm_patch_embeds_the_lua_files() -> None:
-    spec = importlib.util.spec_from_file_location("render_health_patch", ARGOCD / "render_health_patch.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     patch_file = ARGOCD / "argocd-cm-health.yaml"
-    assert patch_file.read_text() == module.render(), "stale: run `make argocd-health`"
+    assert patch_file.read_text() == RENDER.render(), "stale: run `make argocd-health`"
     patch = yaml.safe_load(patch_file.read_text())
     assert patch["kind"] == "ConfigMap" and patch["metadata"]["name"] == "argocd-cm"
     for kind in ("TrainingJob", "ModelVersion", "Model"):
         assert (
             patch["data"][f"resource.customizations.health.clm.dev_{kind}"]
-            == (HEALTH / f"{kind.lower()}.lua").read_text()
+            == (HEALTH / "lib.lua").read_text() + "\n" + (HEALTH / f"{kind.lower()}.lua").read_text()
         )
 
 
@@ -335,6 +342,7 @@ def test_models_validate_with_the_operators_own_model() -> None:
 
 def test_health_scripts_exist_for_every_kind() -> None:
     assert sorted(p.name for p in HEALTH.glob("*.lua")) == [
+        "lib.lua",
         "model.lua",
         "modelversion.lua",
         "trainingjob.lua",

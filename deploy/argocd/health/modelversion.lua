@@ -2,34 +2,6 @@
 -- (Retired, Production, Shadow, Failed, Candidate, Training); status.stage is only a fallback.
 local hs = {}
 
-local function condition(o, ctype)
-  if o.status == nil or o.status.conditions == nil then
-    return nil
-  end
-  for _, c in ipairs(o.status.conditions) do
-    if c.type == ctype then
-      return c
-    end
-  end
-  return nil
-end
-
-local function is(o, ctype, value)
-  local c = condition(o, ctype)
-  return c ~= nil and c.status == value
-end
-
-local function explain(c, fallback)
-  if c == nil then
-    return fallback
-  end
-  local text = c.reason or fallback
-  if c.message ~= nil and c.message ~= "" then
-    text = text .. ": " .. c.message
-  end
-  return text
-end
-
 if obj.status == nil then
   hs.status = "Progressing"
   hs.message = "Training"

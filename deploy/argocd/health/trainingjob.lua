@@ -2,29 +2,6 @@
 -- derived from them); the phase is only a fallback for objects without conditions.
 local hs = {}
 
-local function condition(o, ctype)
-  if o.status == nil or o.status.conditions == nil then
-    return nil
-  end
-  for _, c in ipairs(o.status.conditions) do
-    if c.type == ctype then
-      return c
-    end
-  end
-  return nil
-end
-
-local function explain(c, fallback)
-  if c == nil then
-    return fallback
-  end
-  local text = c.reason or fallback
-  if c.message ~= nil and c.message ~= "" then
-    text = text .. ": " .. c.message
-  end
-  return text
-end
-
 if obj.status == nil then
   hs.status = "Progressing"
   hs.message = "Waiting for the operator to accept the run"

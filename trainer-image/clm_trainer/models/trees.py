@@ -13,7 +13,7 @@ Artifacts are the libraries' own portable formats (XGBoost UBJSON, LightGBM text
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from clm_operator.api.common import CamelModel
@@ -22,19 +22,22 @@ from clm_operator.api.hyperparameters import LightGBMHyperparameters, XGBoostHyp
 from clm_trainer.device import lightgbm_gpu_device_type, thread_count
 from clm_trainer.models.base import DeviceChoice, SeriesData
 
+HyperparametersT = TypeVar("HyperparametersT", bound=CamelModel)
 
-class _BoostedTrees:
+
+class _BoostedTrees(Generic[HyperparametersT]):
     """What both libraries share: labels, the score convention, state checks and saving."""
 
     algorithm: str
     artifact_format: str
     artifact_name: str
-    hyperparameter_type: type[CamelModel]
+    hyperparameter_type: type[HyperparametersT]
 
     def __init__(self, hyperparameters: CamelModel, seed: int, device: DeviceChoice) -> None:
         if not isinstance(hyperparameters, self.hyperparameter_type):
             expected, got = self.hyperparameter_type.__name__, type(hyperparameters).__name__
             raise TypeError(f"expected {expected}, got {got}")
+        self.hp: HyperparametersT = hyperparameters
         self.seed = seed
         self.device = device
         self._booster: Any = None
@@ -74,16 +77,11 @@ class _BoostedTrees:
         return path
 
 
-class XGBoostTrainer(_BoostedTrees):
+class XGBoostTrainer(_BoostedTrees[XGBoostHyperparameters]):
     algorithm = "xgboost"
     artifact_format = "xgboost-ubj"
     artifact_name = "model.ubj"
     hyperparameter_type = XGBoostHyperparameters
-
-    def __init__(self, hyperparameters: CamelModel, seed: int, device: DeviceChoice) -> None:
-        super().__init__(hyperparameters, seed, device)
-        assert isinstance(hyperparameters, XGBoostHyperparameters)
-        self.hp = hyperparameters
 
     def _params(self, kind: str) -> dict[str, Any]:
         hp = self.hp
@@ -126,16 +124,11 @@ class XGBoostTrainer(_BoostedTrees):
         return {name: float(gains.get(name, 0.0)) for name in self._feature_names}
 
 
-class LightGBMTrainer(_BoostedTrees):
+class LightGBMTrainer(_BoostedTrees[LightGBMHyperparameters]):
     algorithm = "lightgbm"
     artifact_format = "lightgbm-text"
     artifact_name = "model.txt"
     hyperparameter_type = LightGBMHyperparameters
-
-    def __init__(self, hyperparameters: CamelModel, seed: int, device: DeviceChoice) -> None:
-        super().__init__(hyperparameters, seed, device)
-        assert isinstance(hyperparameters, LightGBMHyperparameters)
-        self.hp = hyperparameters
 
     def _params(self, kind: str) -> dict[str, Any]:
         hp = self.hp
