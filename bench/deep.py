@@ -1,7 +1,19 @@
-"""Training speed of the deep forecasters: seconds per epoch at a fixed size, CPU or CUDA.
+"""Training speed of the deep models (forecasters: seconds per epoch; PPO: steps per second), and
+PPO's results over seeds beside the tree models'.
 
     .venv/bin/python bench/deep.py [--device cpu|cuda] [--windows 20000] [--batch 256] [--epochs 3]
                                    [--threads N] [--json FILE]
+    .venv/bin/python bench/deep.py ppo-speed [--timesteps 20000] [--rows 10000]
+    .venv/bin/python bench/deep.py ppo-seeds [--seeds 1 2 3 4 5] [--algorithms ppo xgboost lightgbm]
+
+``ppo-speed``: one PPO fit with the default (CPU-budget) hyperparameters on the first ``--rows`` usable
+rows of the default planted series; timesteps (decisions) per second of wall and of CPU time, with
+the rollout collection and the gradient updates together, as the trainer runs them.
+
+``ppo-seeds``: the default walk-forward (``pipeline.evaluate_walk_forward``, every spec field at its
+default) of each algorithm on ``builtin:synthetic?kind=planted&seed=S`` and, for PPO, on
+``kind=random_walk&seed=S``: net Sharpe, trades, DSR, whether the criteria passed, and the forward-filter
+benchmark on the same bars.
 
 Both models with their default (paper-like) hyperparameters, horizon 24: N-HiTS reads 5 x 24 = 120
 bars, PatchTST 96 bars (12 patches). The windows are random numbers: speed does not depend on
@@ -15,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -75,7 +88,73 @@ def bench_model(name: str, trainer: DeepForecastTrainer, windows: int, batch: in
     }
 
 
+def ppo_speed(timesteps: int, rows: int) -> dict[str, Any]:
+    from clm_operator.api.hyperparameters import validate_hyperparameters
+    from clm_operator.api.training_job import FeaturesSpec, TargetSpec
+    from clm_trainer.features import build_series
+    from clm_trainer.models.deep import torch_threads
+    from clm_trainer.models.ppo import PPOTrainer
+    from clm_trainer.synthetic import generate, parse_synthetic_uri
+    from clm_trainer.walkforward import first_usable_row
+
+    bars = generate(parse_synthetic_uri("builtin:synthetic?kind=planted&seed=1")).bars
+    data = build_series(bars, FeaturesSpec(), TargetSpec())
+    start = first_usable_row(data.features)
+    trainer = PPOTrainer(validate_hyperparameters("ppo", {"totalTimesteps": timesteps}), 1,
+                         DeviceChoice("cpu", "benchmark"))
+    wall, cpu = time.perf_counter(), time.process_time()
+    trainer.fit(data, np.arange(start, start + rows))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    done = int(trainer.summary["timesteps"])
+    return {"timesteps": done, "rows": rows, "decisions_per_episode": trainer.summary["decisionsPerEpisode"],
+            "torch_threads": torch_threads(), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "steps_per_s_wall": round(done / wall), "steps_per_s_cpu": round(done / cpu),
+            "load_average": os.getloadavg()[0]}
+
+
+def ppo_seeds(seeds: list[int], algorithms: list[str]) -> list[dict[str, Any]]:
+    from clm_operator.api.training_job import TrainingJobSpec
+    from clm_trainer.data import load_dataset
+    from clm_trainer.pipeline import evaluate_walk_forward
+
+    rows = []
+    for algorithm in algorithms:
+        kinds = ["planted", "random_walk"] if algorithm == "ppo" else ["planted"]
+        for kind in kinds:
+            for seed in seeds:
+                spec = TrainingJobSpec.model_validate({
+                    "modelName": "bench", "algorithm": algorithm,
+                    "dataset": {"uri": f"builtin:synthetic?kind={kind}&seed={seed}", "symbol": "SYN"}})
+                started = time.perf_counter()
+                outcome = evaluate_walk_forward(spec, load_dataset(spec.dataset, None).bars)
+                m = outcome.metrics
+                benchmark = outcome.benchmark["metrics"]["sharpe"] if outcome.benchmark else None
+                row = {"algorithm": algorithm, "kind": kind, "seed": seed, "sharpe": round(m.sharpe, 2),
+                       "trades": m.trades, "max_drawdown": round(m.max_drawdown, 3), "dsr": round(m.dsr, 3),
+                       "passed": outcome.evaluation.passed,
+                       "filter_sharpe": None if benchmark is None else round(benchmark, 2),
+                       "wall_s": round(time.perf_counter() - started, 1)}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("ppo-speed", "ppo-seeds"):
+        sub = argparse.ArgumentParser(prog=f"deep.py {argv[0]}")
+        sub.add_argument("--timesteps", type=int, default=20_000)
+        sub.add_argument("--rows", type=int, default=10_000)
+        sub.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+        sub.add_argument("--algorithms", nargs="+", default=["ppo", "xgboost", "lightgbm"])
+        sub.add_argument("--json", type=Path, default=None)
+        options = sub.parse_args(argv[1:])
+        result: Any = (ppo_speed(options.timesteps, options.rows) if argv[0] == "ppo-speed"
+                       else ppo_seeds(options.seeds, options.algorithms))
+        print(json.dumps(result, indent=2))
+        if options.json:
+            options.json.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--windows", type=int, default=20000)

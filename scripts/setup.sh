@@ -15,6 +15,9 @@ pip_install() {
 pip_install -e ".[trainer,dev]"
 .venv/bin/python -c 'import clm_operator, clm_trainer, xgboost, kopf, kmock' # fails loudly if the install did not
 PYTHON=.venv/bin/python scripts/install-k8s-tools.sh >/dev/null
+# The sandbox's control plane (etcd, kube-apiserver, kube-controller-manager) from the Go modules pinned in
+# controlplane/, built once per machine into ~/.cache/clm-operator (the first build takes a while).
+scripts/build-controlplane.sh >/dev/null
 if ! command -v promtool >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \

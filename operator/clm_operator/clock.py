@@ -1,23 +1,28 @@
 """The operator's notion of "now", controllable in tests without sleeping.
 
 Schedules, startup timeouts and history timestamps read the time only through ``now()``. When the
-environment variable CLM_CLOCK_FILE names a file holding an ISO-8601 UTC instant, that instant is "now"
-(the sandbox tests move it forward to fire a cron schedule deterministically); otherwise the system clock.
+configuration names a clock file (``CLM_CLOCK_FILE``, parsed into OperatorConfig.clock_file and handed
+here by runner.py through ``use_file``) holding an ISO-8601 UTC instant, that instant is "now" (the
+sandbox tests move it forward to fire a cron schedule deterministically); otherwise the system clock.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-CLOCK_FILE_ENV = "CLM_CLOCK_FILE"
+_clock_file: Path | None = None
+
+
+def use_file(clock_file: Path | None) -> None:
+    """Read "now" from ``clock_file`` from here on (None: the system clock)."""
+    global _clock_file
+    _clock_file = clock_file
 
 
 def now() -> datetime:
-    clock_file = os.environ.get(CLOCK_FILE_ENV)
-    if clock_file:
-        text = Path(clock_file).read_text().strip()
+    if _clock_file is not None:
+        text = _clock_file.read_text().strip()
         if text:
             instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
             return instant if instant.tzinfo else instant.replace(tzinfo=UTC)

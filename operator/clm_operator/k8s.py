@@ -19,10 +19,14 @@ from clm_operator import GROUP, VERSION
 MERGE_PATCH = "application/merge-patch+json"
 
 
+_REASONS = {403: "Forbidden", 404: "NotFound", 409: "Conflict", 410: "Gone", 422: "Invalid",
+            429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
+
+
 class KubeError(Exception):
     """A failed API call: ``status`` is the HTTP status (404 not found, 409 conflict/exists, ...)."""
 
-    def __init__(self, status: int, reason: str, body: str) -> None:
+    def __init__(self, status: int, reason: str, body: str, *, method: str = "", path: str = "") -> None:
         message = body
         try:
             message = json.loads(body).get("message", body)
@@ -30,7 +34,11 @@ class KubeError(Exception):
             pass
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
-        self.metric_reason = f"Http{status}"
+        self.message = message
+        self.method = method
+        self.path = path
+        # clm_reconcile_errors_total{reason}: the API's own words for the common cases.
+        self.metric_reason = _REASONS.get(status, f"Http{status}")
 
 
 def load_configuration() -> client.Configuration:
@@ -72,7 +80,8 @@ class Kube:
                 auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
                 _request_timeout=30)
         except ApiException as error:
-            raise KubeError(int(error.status or 0), str(error.reason), str(error.body or "")) from None
+            raise KubeError(int(error.status or 0), str(error.reason), str(error.body or ""), method=method,
+                            path=path) from None
         data = response.data
         return dict(json.loads(data)) if data else {}
 

@@ -28,6 +28,9 @@ from clm_operator.domain.schedule import training_job_for, triggered_run_name
 MODELS = "models"
 MODEL_VERSIONS = "modelversions"
 TRAINING_JOBS = "trainingjobs"
+# The plugin's writes carry its own field manager, so managedFields (and with them a Model's stage
+# history, ``by``) name kubectl-clm rather than the client library's user agent.
+FIELD_MANAGER = "kubectl-clm"
 
 
 class PluginError(Exception):
@@ -212,12 +215,13 @@ class Cluster:
 
     def pin(self, model: str, version: str) -> None:
         self._call(f"Model {model!r}", self.api.patch_namespaced_custom_object,
-                   GROUP, VERSION, self.namespace, MODELS, model, {"spec": {"productionVersion": version}})
+                   GROUP, VERSION, self.namespace, MODELS, model, {"spec": {"productionVersion": version}},
+                   field_manager=FIELD_MANAGER)
 
     def create_training_job(self, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._call(
             f"TrainingJob {body['metadata']['name']!r}", self.api.create_namespaced_custom_object,
-            GROUP, VERSION, self.namespace, TRAINING_JOBS, body)
+            GROUP, VERSION, self.namespace, TRAINING_JOBS, body, field_manager=FIELD_MANAGER)
         return result
 
 

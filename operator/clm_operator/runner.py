@@ -9,9 +9,11 @@ Flags:
   --webhook-port 8443           the Alertmanager webhook (served by handlers/webhook.py; 0 disables)
   --resync-seconds 10           how often an unfinished TrainingJob is re-checked (startup timeout,
                                 missed events); also CLM_RESYNC_SECONDS
-  --log-level INFO, --log-format json|text
+  --log-level INFO, --log-format json|text (also CLM_LOG_LEVEL, CLM_LOG_FORMAT)
+A flag that is given wins over its variable, except --webhook-port (CLM_WEBHOOK_PORT wins).
 
-Environment (OperatorConfig, domain/config.py; defaults in brackets):
+Environment: every setting is parsed once, before the handlers are registered, into OperatorConfig
+(domain/config.py; defaults in brackets); nothing else in the operator reads the environment.
   CLM_TRAINER_IMAGE [ghcr.io/clm-dev/clm-trainer:0.1.0]   image of the trainer Jobs (spec.image wins)
   CLM_IMAGE_PULL_POLICY [IfNotPresent]
   CLM_OUTPUT_URI [s3://clm-models/models]                 storage root handed to the trainer
@@ -22,6 +24,9 @@ Environment (OperatorConfig, domain/config.py; defaults in brackets):
   CLM_S3_ACCESS_KEY_ID_KEY [AWS_ACCESS_KEY_ID], CLM_S3_SECRET_ACCESS_KEY_KEY [AWS_SECRET_ACCESS_KEY]
   CLM_TRAINER_SERVICE_ACCOUNT [unset], CLM_JOB_TTL_SECONDS_AFTER_FINISHED [unset]
   CLM_WATCH_NAMESPACES [unset]                            comma-separated, like repeated --namespace
+  CLM_RESYNC_SECONDS [10], CLM_SCHEDULE_INTERVAL_SECONDS [30]  the TrainingJob and Model timers
+  CLM_WEBHOOK_PORT [unset: the flag], CLM_WEBHOOK_HOST [0.0.0.0], CLM_WEBHOOK_NAMESPACE [unset]
+  CLM_WEBHOOK_TOKEN_FILE / CLM_WEBHOOK_TOKEN [unset: every webhook request is refused]
   CLM_CLOCK_FILE [unset]                                  a controllable "now" for tests (clock.py)
   KUBECONFIG / in-cluster service account                 how the operator reaches the API server
 The operator reads manifest.json (the result's durable copy) with its own AWS_* credentials.
@@ -32,12 +37,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 
 import kopf
 from prometheus_client import start_http_server
 
+from clm_operator import clock
 from clm_operator.domain.config import ConfigError, OperatorConfig
 from clm_operator.observability.logging import configure
 
@@ -53,12 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=8080, help="/metrics port (0: off)")
     parser.add_argument("--health-port", type=int, default=8081, help="/healthz port (0: off)")
     parser.add_argument("--webhook-port", type=int, default=8443, help="Alertmanager webhook port (0: off)")
-    parser.add_argument("--resync-seconds", type=float,
-                        default=float(os.environ.get("CLM_RESYNC_SECONDS", "10")),
-                        help="re-check interval of unfinished TrainingJobs")
-    parser.add_argument("--log-level", default=os.environ.get("CLM_LOG_LEVEL", "INFO"))
-    parser.add_argument("--log-format", choices=("json", "text"),
-                        default=os.environ.get("CLM_LOG_FORMAT", "json"))
+    parser.add_argument("--resync-seconds", type=float, default=None,
+                        help="re-check interval of unfinished TrainingJobs (default: CLM_RESYNC_SECONDS, 10)")
+    parser.add_argument("--log-level", default=None, help="default: CLM_LOG_LEVEL, INFO")
+    parser.add_argument("--log-format", choices=("json", "text"), default=None,
+                        help="default: CLM_LOG_FORMAT, json")
 
 
 def settings() -> kopf.OperatorSettings:
@@ -81,29 +85,33 @@ def settings() -> kopf.OperatorSettings:
     return configured
 
 
-def namespaces_from(args: argparse.Namespace) -> list[str]:
+def namespaces_from(args: argparse.Namespace, config: OperatorConfig | None = None) -> list[str]:
     if args.all_namespaces:
         return []
     if args.namespace:
         return list(args.namespace)
-    return [ns.strip() for ns in os.environ.get("CLM_WATCH_NAMESPACES", "").split(",") if ns.strip()]
+    return list(config.watch_namespaces) if config is not None else []
+
+
+def configuration(args: argparse.Namespace) -> OperatorConfig:
+    """The environment parsed once, with the flags that were given applied (ConfigError when invalid)."""
+    return OperatorConfig.load().with_flags(resync_seconds=args.resync_seconds, log_level=args.log_level,
+                                            log_format=args.log_format)
 
 
 def main(args: argparse.Namespace) -> int:
-    configure(args.log_level, json_format=args.log_format == "json")
     try:
-        config = OperatorConfig.from_env(os.environ)
+        config = configuration(args)
     except ConfigError as error:
         print(f"clm-operator: bad configuration: {error}", file=sys.stderr)
         return 2
+    configure(config.log_level, json_format=config.log_format == "json")
+    clock.use_file(config.clock_file)
 
-    from clm_operator.handlers import common
+    from clm_operator import handlers
 
-    common.RUNTIME.config = config
-    common.RUNTIME.resync_seconds = args.resync_seconds
-    common.RUNTIME.webhook_port = args.webhook_port
-    os.environ["CLM_RESYNC_SECONDS"] = str(args.resync_seconds)  # read when the handlers register
-    import clm_operator.handlers  # noqa: F401  (registers every handler with kopf)
+    kopf_settings = settings()
+    handlers.register(config, webhook_port_flag=args.webhook_port, kopf_settings=kopf_settings)
 
     if args.metrics_port:
         try:
@@ -112,13 +120,14 @@ def main(args: argparse.Namespace) -> int:
             print(f"clm-operator: cannot serve /metrics on port {args.metrics_port}: {error}; "
                   "pick a free port with --metrics-port (0 disables)", file=sys.stderr)
             return 2
-    namespaces = namespaces_from(args)
+    namespaces = namespaces_from(args, config)
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     log.info("starting", extra={"namespaces": namespaces or "all", "metrics_port": args.metrics_port,
                                 "health_port": args.health_port, "output_uri": config.output_uri,
-                                "trainer_image": config.trainer_image})
+                                "trainer_image": config.trainer_image,
+                                "resync_seconds": config.resync_seconds})
     asyncio.run(kopf.operator(
         clusterwide=not namespaces, namespaces=namespaces, standalone=True, liveness_endpoint=liveness,
-        settings=settings(),
+        settings=kopf_settings,
     ))
     return 0

@@ -360,9 +360,10 @@ def _conditions(types: tuple[str, ...], states: tuple[str | None, ...]) -> list[
 
 
 def test_training_job_health_agrees_with_the_operators_phase() -> None:
-    from clm_operator.domain.lifecycle import ACCEPTED, COMPLETE, FAILED, RUNNING, training_job_phase
+    from clm_operator.api.conditions import TrainingJobCondition as TJC
+    from clm_operator.domain.lifecycle import training_job_phase
 
-    types = (ACCEPTED, RUNNING, COMPLETE, FAILED)
+    types = (TJC.ACCEPTED, TJC.RUNNING, TJC.COMPLETE, TJC.FAILED)
     expected = {
         "Succeeded": "Healthy",
         "Failed": "Degraded",
@@ -378,16 +379,10 @@ def test_training_job_health_agrees_with_the_operators_phase() -> None:
 
 
 def test_model_version_health_agrees_with_the_operators_stage() -> None:
-    from clm_operator.domain.lifecycle import (
-        EVALUATED,
-        PRODUCTION,
-        RETIRED,
-        SHADOW,
-        TRAINED,
-        model_version_stage,
-    )
+    from clm_operator.api.conditions import ModelVersionCondition as MVC
+    from clm_operator.domain.lifecycle import model_version_stage
 
-    types = (TRAINED, EVALUATED, SHADOW, PRODUCTION, RETIRED)
+    types = (MVC.TRAINED, MVC.EVALUATED, MVC.SHADOW, MVC.PRODUCTION, MVC.RETIRED)
     expected = {
         "Training": "Progressing",
         "Failed": "Degraded",

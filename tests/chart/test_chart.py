@@ -292,7 +292,6 @@ def test_the_operator_accepts_the_rendered_args_and_env(values: tuple[str, ...])
     """The chart speaks the runner's language: its flags parse and its env is a valid OperatorConfig."""
     from clm_operator import runner
     from clm_operator.domain.config import OperatorConfig
-    from clm_operator.handlers.webhook import webhook_port
 
     container = _container(render(*values))
     assert container["args"][0] == "run"
@@ -308,8 +307,8 @@ def test_the_operator_accepts_the_rendered_args_and_env(values: tuple[str, ...])
     expected_ttl = 600 if "trainer.ttlSecondsAfterFinished=600" in values else None
     assert config.default_ttl_seconds_after_finished == expected_ttl
     assert args.metrics_port == 8080 and args.health_port == 8081
-    assert webhook_port(env, flag=args.webhook_port) == (0 if "webhook.enabled=false" in values else 8443)
-    assert runner.namespaces_from(args) == (["trading", "research"] if values == NAMESPACED else [])
+    assert config.listen_port(args.webhook_port) == (0 if "webhook.enabled=false" in values else 8443)
+    assert runner.namespaces_from(args, config) == (["trading", "research"] if values == NAMESPACED else [])
 
 
 def test_install_notes_name_the_watched_namespaces_and_the_secrets() -> None:

@@ -20,34 +20,26 @@ from clm_operator.sandbox.cluster import Sandbox, wait_for
 
 WEBHOOK_TOKEN = "test-webhook-token"
 TRAINER_IMAGE = "clm-trainer:local"
-SYNTHETIC = "builtin:synthetic?kind=planted&seed=7&bars=600"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+SYNTHETIC = "builtin:synthetic?kind=planted&strength=1.5&regime=50&seed=7&bars=600"
 
 
 @contextmanager
 def model_sandbox(tmp: Path, start: datetime | None = None) -> Iterator[tuple[Sandbox, Path, int, int]]:
-    """(sandbox, clock file, webhook port, metrics port); the clock starts at ``start`` (default: now)."""
-    clock = tmp / "clock"
-    set_fake_now(clock, start or datetime.now(UTC))
-    webhook, metrics, health = free_port(), free_port(), free_port()
+    """(sandbox, clock file, webhook port, metrics port); the clock starts at ``start`` (default: now).
+
+    The clock lives in the sandbox's workdir: the operator's pod mounts an emptyDir over /tmp, where
+    ``tmp`` (pytest's) is."""
     cluster = Sandbox(
-        clock_file=clock,
+        fake_clock=True,
         trainer_image=TRAINER_IMAGE,
         operator_env={"CLM_SCHEDULE_INTERVAL_SECONDS": "0.5", "CLM_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
                       "CLM_WEBHOOK_HOST": "127.0.0.1", "CLM_RESYNC_SECONDS": "1"},
-        operator_args=["--metrics-port", str(metrics), "--health-port", str(health),
-                       "--webhook-port", str(webhook), "--log-format", "text"],
-        workdir=tmp / "sandbox",
     )
-    (tmp / "sandbox").mkdir(exist_ok=True)
+    assert cluster.clock_file is not None
+    set_fake_now(cluster.clock_file, start or datetime.now(UTC))
     with cluster:
-        wait_until_listening(cluster, metrics, webhook)
-        yield cluster, clock, webhook, metrics
+        wait_until_listening(cluster, cluster.metrics_port, cluster.webhook_port)
+        yield cluster, cluster.clock_file, cluster.webhook_port, cluster.metrics_port
 
 
 def wait_until_listening(cluster: Sandbox, *ports: int, timeout: float = 60.0) -> None:
@@ -117,7 +109,7 @@ def model_manifest(name: str, *, policy: str = "AutoProduction", suspend: bool =
         "suspend": suspend,
         "promotion": {"policy": policy,
                       "criteria": {"minSharpe": 0.0, "minWinRate": 0.0, "minProfitFactor": 0.0,
-                                   "maxDrawdown": 1.0, "minTrades": 0}},
+                                   "maxDrawdown": 1.0, "minTrades": 0, "minDsr": 0.0}},
     }
     if schedule is not None:
         spec["schedule"] = schedule

@@ -64,8 +64,8 @@ class OperatorSandbox:
 @contextmanager
 def operator_sandbox(**kwargs: Any) -> Iterator[OperatorSandbox]:
     # The sandbox gives the operator free metrics/health/webhook ports; runs are re-checked every second.
-    args = ["--resync-seconds", "1", "--log-format", "text"]
-    with Sandbox(operator=True, s3=True, operator_args=args, **kwargs) as sandbox:
+    env = {"CLM_RESYNC_SECONDS": "1", **kwargs.pop("operator_env", {})}
+    with Sandbox(operator=True, s3=True, operator_env=env, **kwargs) as sandbox:
         yield OperatorSandbox(sandbox, sandbox.metrics_port)
 
 
@@ -73,8 +73,10 @@ def training_job(name: str, **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "modelName": "btc-xgb",
         "algorithm": "xgboost",
-        "dataset": {"uri": "builtin:synthetic?kind=planted&seed=7&bars=3000", "symbol": "BTCUSDT"},
+        "dataset": {"uri": "builtin:synthetic?kind=planted&strength=1.5&regime=50&seed=7&bars=3000",
+                    "symbol": "BTCUSDT"},
         "hyperparameters": {"nEstimators": 40, "maxDepth": 3},
+        "target": {"horizonBars": 1},  # the strong 50-bar regimes: a 1-bar target trades them often
         "evaluation": {"folds": 3},
     }
     body.update(spec)

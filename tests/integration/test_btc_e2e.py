@@ -28,9 +28,9 @@ def test_btcusdt_xgboost_end_to_end(tmp_path: Path) -> None:
         "modelName": "btcusdt-xgb",
         "algorithm": "xgboost",
         "dataset": {"uri": f"file://{csv}", "symbol": "BTCUSDT", "timeframe": "1h"},
-        "target": {"horizonBars": 4},
-        "evaluation": {"embargoBars": 24, "signalThreshold": 0.05},
-        "hyperparameters": {"nEstimators": 100, "maxDepth": 3},
+        "target": {"horizonBars": 24},
+        "evaluation": {"embargoBars": 24},
+        "hyperparameters": {"nEstimators": 40, "maxDepth": 3},
     }
     term = tmp_path / "termination-log"
     code = main(["run", "--spec-json", json.dumps(body), "--output", f"file://{tmp_path}/models",
@@ -60,3 +60,20 @@ def test_btcusdt_xgboost_end_to_end(tmp_path: Path) -> None:
     assert len(folds) == 5 and all(f["embargoGapBars"] >= 24 for f in folds)
     # verdict and metrics agree with the shared promotion rules
     assert manifest["evaluation"]["passed"] == (not manifest["evaluation"]["failedCriteria"])
+    # gross and net Sharpe, turnover and cost drag, the trials and the position layer's choices
+    costs = manifest["backtest"]["metrics"]["costAnalysis"]
+    assert costs["netSharpe"] == manifest["backtest"]["metrics"]["sharpe"]
+    assert costs["grossSharpe"] >= costs["netSharpe"] and costs["costDragPerYear"] >= 0
+    assert costs["turnoverPerYear"] > 0 or manifest["backtest"]["metrics"]["trades"] == 0
+    trials = manifest["walkForward"]["trials"]
+    assert trials["total"] == (trials["search"] + trials["prior"]) * trials["inRun"] == 9
+    assert manifest["backtest"]["metrics"]["nTrials"] == 9
+    per_fold = manifest["walkForward"]["positionLayer"]["perFold"]
+    assert len(per_fold) == 5 and all(len(f["candidates"]) == 9 for f in per_fold)
+    assert data["trailingBarRule"] and "trailingBarDropped" in data
+    report = (Path(result.manifest_uri.removeprefix("file://")).parent / "report.html").read_text()
+    for needle in ("gross Sharpe", "net Sharpe", "turnover per year", "cost drag per year", "<h3>Why</h3>",
+                   "Deflated Sharpe ratio", "position rule (chosen on validation)"):
+        assert needle in report, needle
+    verdict_line = "Every criterion passed" if manifest["evaluation"]["passed"] else "Failed: "
+    assert verdict_line in report

@@ -18,6 +18,11 @@ from clm_trainer.models.deep import scores_from_artifact
 from clm_trainer.pipeline import RunOptions, run_pipeline
 from clm_trainer.synthetic import generate, parse_synthetic_uri
 
+# The strong planted signal of the plumbing tests (the honesty defaults are far weaker, see
+# clm_trainer.synthetic): these tests check that a clear signal flows through, not how modest an edge
+# the evaluation can find.
+STRONG = "&strength=1.5&regime=50"
+
 pytestmark = pytest.mark.slow
 
 
@@ -39,7 +44,8 @@ def spec_for(algorithm: str, kind: str, seed: int) -> TrainingJobSpec:
     return TrainingJobSpec.model_validate({
         "modelName": f"{algorithm}-{kind.replace('_', '-')}",
         "algorithm": algorithm,
-        "dataset": {"uri": f"builtin:synthetic?kind={kind}&seed={seed}&bars={BARS}", "symbol": "SYN"},
+        "dataset": {"uri": f"builtin:synthetic?kind={kind}{STRONG if kind == 'planted' else ''}"
+                           f"&seed={seed}&bars={BARS}", "symbol": "SYN"},
         "target": {"horizonBars": 1, "kind": "return"},
         "hyperparameters": SMALL[algorithm],
         "evaluation": {"folds": 4},
@@ -88,7 +94,7 @@ def test_a_window_too_long_for_the_data_is_a_permanent_error(tmp_path: Path,
     from clm_trainer.cli import main
 
     spec = spec_for("patchtst", "planted", 1).model_dump(by_alias=True, mode="json")
-    spec["dataset"]["uri"] = "builtin:synthetic?kind=planted&seed=1&bars=400"
+    spec["dataset"]["uri"] = f"builtin:synthetic?kind=planted{STRONG}&seed=1&bars=400"
     spec["hyperparameters"] = {**SMALL["patchtst"], "inputSize": 200}
     termination = tmp_path / "termination-log"
     code = main(["run", "--spec-json", json.dumps(spec), "--output", (tmp_path / "out").as_uri(),

@@ -41,7 +41,7 @@ def training_job(name: str, model: dict[str, Any], seed: int) -> str:
     spec = json.loads(json.dumps(model["spec"]["template"]))
     spec["modelName"] = "btc"
     spec["evaluation"]["criteria"] = model["spec"]["promotion"]["criteria"]
-    spec["dataset"]["uri"] = f"builtin:synthetic?kind=planted&seed={seed}&bars=600"
+    spec["dataset"]["uri"] = f"builtin:synthetic?kind=planted&strength=1.5&regime=50&seed={seed}&bars=600"
     return json.dumps({"apiVersion": "clm.dev/v1alpha1", "kind": "TrainingJob",
                        "metadata": {"name": name}, "spec": spec})
 

@@ -58,7 +58,9 @@ def test_versions_promote_status_and_rollback(env: tuple[Sandbox, Path, int, int
     promoted = plugin(cluster, ns, "promote", "eth", v1)
     assert promoted.returncode == 0, promoted.stderr
     assert get_json(kubectl, "model", "eth")["spec"]["productionVersion"] == v1
-    wait_status(kubectl, "eth", lambda s: s.get("productionVersion") == v1)
+    status = wait_status(kubectl, "eth", lambda s: s.get("productionVersion") == v1)
+    # The history names the real promoter: the plugin's field manager in managedFields.
+    assert status["history"][-1]["by"] == "spec.productionVersion (kubectl-clm)", status["history"]
 
     # Promoting a Failed version: the pin is written (it is the user's spec) with a warning, and the
     # operator refuses it with a condition.

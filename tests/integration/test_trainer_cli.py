@@ -24,6 +24,11 @@ from clm_operator.api.trainer_contract import (
 )
 from clm_trainer.cli import main
 
+# The strong planted signal of the plumbing tests (the honesty defaults are far weaker, see
+# clm_trainer.synthetic): these tests check that a clear signal flows through, not how modest an edge
+# the evaluation can find.
+STRONG = "&strength=1.5&regime=50"
+
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
@@ -34,13 +39,16 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLM_NUM_THREADS", "1")
 
 
-def spec(kind: str, seed: int, *, algorithm: str = "xgboost", bars: int = 4000,
+def spec(kind: str, seed: int, *, algorithm: str = "xgboost", bars: int = 4000, trees: int = 100,
          **extra: Any) -> dict[str, Any]:
-    hyperparameters = {"nEstimators": 100} if algorithm in ("xgboost", "lightgbm") else {}
+    hyperparameters = {"nEstimators": trees} if algorithm in ("xgboost", "lightgbm") else {}
     return {
         "modelName": f"{kind.replace('_', '-')}-{algorithm}",
         "algorithm": algorithm,
-        "dataset": {"uri": f"builtin:synthetic?kind={kind}&seed={seed}&bars={bars}", "symbol": "SYN"},
+        # the strong 50-bar regimes of these plumbing tests: a 1-bar target trades them often
+        "target": {"horizonBars": 1},
+        "dataset": {"uri": f"builtin:synthetic?kind={kind}{STRONG if kind == 'planted' else ''}"
+                           f"&seed={seed}&bars={bars}", "symbol": "SYN"},
         "hyperparameters": hyperparameters,
         "seed": seed,
         **extra,
@@ -62,10 +70,16 @@ def local_path(uri: str) -> Path:
 def test_random_walk_does_not_pass_the_default_criteria(tmp_path: Path) -> None:
     passes = []
     for seed in range(20):
-        code, result = train(tmp_path, spec("random_walk", seed))
+        code, result = train(tmp_path, spec("random_walk", seed, trees=15))
         assert code == 0 and result.status == "Succeeded"
         assert result.evaluation is not None and result.metrics is not None
-        assert result.metrics.trades > 0  # it did trade: failing is not for lack of positions
+        if result.metrics.trades == 0:
+            # The position layer stays flat only when no candidate beat the costs on any fold's
+            # validation bars (test_trainer_honesty checks, without costs, that it trades and still fails).
+            assert result.manifest_uri
+            layer = json.loads(local_path(result.manifest_uri).read_text())["walkForward"]["positionLayer"]
+            assert all(f["chosen"]["flat"] for f in layer["perFold"]), layer
+            assert all(c["validationSharpe"] <= 0 for f in layer["perFold"] for c in f["candidates"])
         passes.append(result.evaluation.passed)
     assert sum(passes) <= 1, f"a random walk passed the criteria for {sum(passes)} of 20 seeds"
 

@@ -90,7 +90,7 @@ def test_training_job_spec_bounds_enums_required_and_immutability() -> None:
     assert set(spec["required"]) == {"modelName", "algorithm", "dataset"}
     assert spec["x-kubernetes-validations"] == [
         {"rule": "self == oldSelf", "message": "spec is immutable: create a new TrainingJob"}]
-    assert props["algorithm"]["enum"] == ["xgboost", "lightgbm", "nhits", "patchtst"]
+    assert props["algorithm"]["enum"] == ["xgboost", "lightgbm", "nhits", "patchtst", "ppo"]
     assert props["resources"]["properties"]["gpu"] == {"type": "integer", "minimum": 0, "maximum": 16}
     assert props["modelName"]["pattern"] == "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
     assert props["modelName"]["maxLength"] == 50

@@ -209,3 +209,42 @@ def test_the_same_run_writes_the_same_bytes(tmp_path: Path) -> None:
         trainer.save(tmp_path / attempt)
         written.append([(tmp_path / attempt / name).read_bytes() for name in (WEIGHTS_FILE, CONFIG_FILE)])
     assert written[0] == written[1]
+
+
+def test_cpu_budget_caps_epochs_and_windows_unless_the_spec_sets_them() -> None:
+    from clm_operator.api.hyperparameters import validate_hyperparameters
+    from clm_trainer.models.budget import CPU_CAPS
+
+    for cls, algorithm in ((NHiTSTrainer, "nhits"), (PatchTSTTrainer, "patchtst")):
+        caps = CPU_CAPS[algorithm]
+        on_cpu = cls(validate_hyperparameters(algorithm, {}), 0, CPU)
+        assert on_cpu.training.max_epochs == caps["max_epochs"]
+        assert on_cpu.training.max_train_windows == caps["max_train_windows"]
+        assert on_cpu.budget is not None and on_cpu.budget["name"] == "cpu"
+        assert set(on_cpu.budget["settings"]) == {"maxEpochs", "maxTrainWindows"}
+        given = cls(validate_hyperparameters(algorithm, {"maxEpochs": 3}), 0, CPU)
+        assert given.training.max_epochs == 3
+        assert given.training.max_train_windows == caps["max_train_windows"]
+        assert given.budget is not None and "maxEpochs" in given.budget["reason"]
+        full = cls(validate_hyperparameters(algorithm, {"budget": "full"}), 0, CPU)
+        assert full.training.max_epochs == 30 and full.training.max_train_windows is None
+        gpu = cls(validate_hyperparameters(algorithm, {}), 0, DeviceChoice("cuda", "1 GPU requested"))
+        assert gpu.training.max_epochs == 30 and gpu.training.max_train_windows is None
+        assert gpu.budget is not None and gpu.budget["name"] == "full"
+
+
+def test_window_cap_spreads_the_windows_over_the_training_rows() -> None:
+    from clm_trainer.models.deep import spread_windows
+
+    ends = np.arange(100, 1100)
+    kept = spread_windows(ends, 64)
+    assert len(kept) <= 64 and kept[-1] == 1099 and kept[0] < 200  # the latest kept, history covered
+    assert (np.diff(kept) == np.diff(kept)[0]).all()
+    np.testing.assert_array_equal(spread_windows(ends, None), ends)
+    np.testing.assert_array_equal(spread_windows(ends, 5000), ends)
+    data = market(n=1500)
+    capped = NHiTSTrainer(NHiTSHyperparameters(input_size=24, mlp_units=32, max_epochs=1, batch_size=64,
+                                               max_train_windows=300), 0, CPU)
+    capped.fit(data, np.arange(0, 1400))
+    assert capped.training_log is not None
+    assert capped.training_log.train_windows + capped.training_log.validation_windows <= 300

@@ -1,4 +1,4 @@
-"""Features come only from the past; the target is the forward return (DESIGN.md section 6.2)."""
+"""Features come only from the past; the target is the forward return (docs/architecture.md section 6.2)."""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from clm_operator.api.conditions import ModelVersionCondition as MVC
+from clm_operator.api.conditions import TrainingJobCondition as TJC
 from clm_operator.api.model_version import Stage, StageChange
 from clm_operator.api.training_job_status import Phase
 from clm_operator.domain import lifecycle as lc
@@ -20,11 +22,11 @@ def conds(*items: tuple[str, str]) -> list[dict[str, object]]:
 
 @pytest.mark.parametrize(("conditions", "phase"), [
     ([], Phase.PENDING),
-    ([(lc.ACCEPTED, TRUE)], Phase.PENDING),
-    ([(lc.ACCEPTED, TRUE), (lc.RUNNING, TRUE)], Phase.RUNNING),
-    ([(lc.ACCEPTED, TRUE), (lc.RUNNING, FALSE), (lc.COMPLETE, TRUE)], Phase.SUCCEEDED),
-    ([(lc.ACCEPTED, TRUE), (lc.RUNNING, FALSE), (lc.FAILED, TRUE)], Phase.FAILED),
-    ([(lc.ACCEPTED, FALSE)], Phase.FAILED),
+    ([(TJC.ACCEPTED, TRUE)], Phase.PENDING),
+    ([(TJC.ACCEPTED, TRUE), (TJC.RUNNING, TRUE)], Phase.RUNNING),
+    ([(TJC.ACCEPTED, TRUE), (TJC.RUNNING, FALSE), (TJC.COMPLETE, TRUE)], Phase.SUCCEEDED),
+    ([(TJC.ACCEPTED, TRUE), (TJC.RUNNING, FALSE), (TJC.FAILED, TRUE)], Phase.FAILED),
+    ([(TJC.ACCEPTED, FALSE)], Phase.FAILED),
 ])
 def test_training_job_phase_from_conditions(conditions: list[tuple[str, str]], phase: Phase) -> None:
     assert lc.training_job_phase(conds(*conditions)) == phase
@@ -32,16 +34,17 @@ def test_training_job_phase_from_conditions(conditions: list[tuple[str, str]], p
 
 @pytest.mark.parametrize(("conditions", "stage"), [
     ([], Stage.TRAINING),
-    ([(lc.TRAINED, UNKNOWN)], Stage.TRAINING),
-    ([(lc.TRAINED, TRUE)], Stage.TRAINING),
-    ([(lc.TRAINED, FALSE)], Stage.FAILED),
-    ([(lc.TRAINED, TRUE), (lc.EVALUATED, TRUE)], Stage.CANDIDATE),
-    ([(lc.TRAINED, TRUE), (lc.EVALUATED, FALSE)], Stage.FAILED),
-    ([(lc.TRAINED, TRUE), (lc.EVALUATED, TRUE), (lc.SHADOW, TRUE)], Stage.SHADOW),
-    ([(lc.TRAINED, TRUE), (lc.EVALUATED, TRUE), (lc.PRODUCTION, TRUE)], Stage.PRODUCTION),
-    ([(lc.TRAINED, TRUE), (lc.EVALUATED, TRUE), (lc.PRODUCTION, FALSE), (lc.RETIRED, TRUE)], Stage.RETIRED),
+    ([(MVC.TRAINED, UNKNOWN)], Stage.TRAINING),
+    ([(MVC.TRAINED, TRUE)], Stage.TRAINING),
+    ([(MVC.TRAINED, FALSE)], Stage.FAILED),
+    ([(MVC.TRAINED, TRUE), (MVC.EVALUATED, TRUE)], Stage.CANDIDATE),
+    ([(MVC.TRAINED, TRUE), (MVC.EVALUATED, FALSE)], Stage.FAILED),
+    ([(MVC.TRAINED, TRUE), (MVC.EVALUATED, TRUE), (MVC.SHADOW, TRUE)], Stage.SHADOW),
+    ([(MVC.TRAINED, TRUE), (MVC.EVALUATED, TRUE), (MVC.PRODUCTION, TRUE)], Stage.PRODUCTION),
+    ([(MVC.TRAINED, TRUE), (MVC.EVALUATED, TRUE), (MVC.PRODUCTION, FALSE), (MVC.RETIRED, TRUE)],
+     Stage.RETIRED),
     # an explicitly overridden pin can serve a failed version: Production wins over Failed
-    ([(lc.TRAINED, TRUE), (lc.EVALUATED, FALSE), (lc.PRODUCTION, TRUE)], Stage.PRODUCTION),
+    ([(MVC.TRAINED, TRUE), (MVC.EVALUATED, FALSE), (MVC.PRODUCTION, TRUE)], Stage.PRODUCTION),
 ])
 def test_model_version_stage_from_conditions(conditions: list[tuple[str, str]], stage: Stage) -> None:
     assert lc.model_version_stage(conds(*conditions)) == stage
@@ -84,3 +87,35 @@ def test_stage_history_appends_changes_only_and_is_bounded() -> None:
     for _ in range(lc.STAGE_HISTORY_LIMIT + 5):
         history = lc.append_stage_history(history, Stage.CANDIDATE, Stage.SHADOW, reason="flip", now=NOW)
     assert len(history) == lc.STAGE_HISTORY_LIMIT
+
+
+def test_the_version_decision_repairs_a_hand_edited_stage_once_and_cleans_up_a_deleting_one() -> None:
+    status = lc.version_status({}, lc.training_started("run"), generation=1, now=NOW)
+    edited = {"metadata": {"name": "m-v1", "namespace": "ns"}, "spec": {"modelName": "m", "version": "v1"},
+              "status": {**status, "stage": "Production", "evaluation": {"score": 12.5}}}
+    decision = lc.decide_version(edited, "clm.dev/artifact-cleanup")
+    assert decision.repair is not None and decision.stage == Stage.TRAINING and not decision.clean_up
+    [score] = decision.metrics
+    assert score.metric == "clm_promotion_score" and score.value == 12.5
+    repaired = {**edited, "status": {**edited["status"], **lc.version_status(
+        edited["status"], decision.repair, generation=1, now=NOW)}}
+    assert repaired["status"]["stage"] == "Training"
+    assert repaired["status"]["stageHistory"][-1]["reason"] == "stage recomputed from the conditions"
+    assert lc.decide_version(repaired, "clm.dev/artifact-cleanup").repair is None  # a fixed point
+    deleting = {**repaired, "metadata": {**repaired["metadata"], "deletionTimestamp": "2026-11-23T10:00:00Z",
+                                         "finalizers": ["clm.dev/artifact-cleanup"]}}
+    assert lc.decide_version(deleting, "clm.dev/artifact-cleanup").clean_up
+    assert lc.decide_version({"metadata": {"name": "x"}}, "f").repair is None  # no status yet: the run's
+
+
+def test_moving_to_a_stage_turns_only_existing_conditions_false() -> None:
+    status = lc.version_status({}, lc.training_started("run"), generation=1, now=NOW)
+    produced = {**status, **lc.version_status(status, lc.move_to(Stage.PRODUCTION, "Pinned", "x"),
+                                              generation=1, now=NOW)}
+    types = {c["type"] for c in produced["conditions"]}
+    assert produced["stage"] == "Production" and types == {"Trained", "Production"}
+    retired = {**produced, **lc.version_status(produced, lc.move_to(Stage.RETIRED, "Replaced", "y"),
+                                               generation=1, now=NOW)}
+    assert retired["stage"] == "Retired"
+    by_type = {c["type"]: c["status"] for c in retired["conditions"]}
+    assert by_type == {"Trained": "Unknown", "Production": "False", "Retired": "True"}

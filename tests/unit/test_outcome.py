@@ -16,7 +16,7 @@ T1 = T0 + timedelta(minutes=3)
 
 def metrics(**changes: float) -> BacktestMetrics:
     values = {"sharpe": 1.6, "sortino": 2.1, "max_drawdown": 0.08, "win_rate": 0.58, "profit_factor": 1.7,
-              "trades": 120, "total_return": 0.4, "exposure": 0.6, "psr": 0.97, "dsr": 0.9, "bars": 3000,
+              "trades": 120, "total_return": 0.4, "exposure": 0.6, "psr": 0.97, "dsr": 0.97, "bars": 3000,
               "periods_per_year": 8760.0}
     values.update(changes)
     return BacktestMetrics.model_validate(values)
@@ -57,10 +57,10 @@ def test_failed_and_rejected_are_terminal() -> None:
 def test_passing_version_becomes_candidate_with_history() -> None:
     m = metrics()
     evaluation = evaluate(m, Criteria())
-    fields, changes, why = outcome.trained_version(result(m), evaluation)
-    training = outcome.version_status({}, {}, [], "started", generation=1, now=T0)
+    change = outcome.trained_version(result(m), evaluation)
+    training = lc.version_status({}, lc.VersionChange(why="started"), generation=1, now=T0)
     assert training["stage"] == "Training"
-    patch = outcome.version_status(training, fields, changes, why, generation=1, now=T1)
+    patch = lc.version_status(training, change, generation=1, now=T1)
     assert patch["stage"] == "Candidate" and patch["artifact"]["sha256"] == "a" * 64
     assert patch["metrics"]["backtest"]["sharpe"] == pytest.approx(1.6)
     assert [(h.get("from"), h["to"]) for h in patch["stageHistory"]] == [(None, "Training"),
@@ -71,9 +71,9 @@ def test_passing_version_becomes_candidate_with_history() -> None:
 def test_failing_version_lists_the_failed_criteria() -> None:
     m = metrics(sharpe=0.2, trades=10)
     evaluation = evaluate(m, Criteria())
-    fields, changes, why = outcome.trained_version(result(m), evaluation)
-    patch = outcome.version_status({"stage": "Training"}, fields, changes, why, generation=1, now=T1)
-    assert patch["stage"] == "Failed" and "sharpe" in why and "trades" in why
+    change = outcome.trained_version(result(m), evaluation)
+    patch = lc.version_status({"stage": "Training"}, change, generation=1, now=T1)
+    assert patch["stage"] == "Failed" and "sharpe" in change.why and "trades" in change.why
     evaluated = [c for c in patch["conditions"] if c["type"] == "Evaluated"][0]
     assert evaluated["status"] == "False" and evaluated["reason"] == "CriteriaNotMet"
     assert patch["evaluation"]["failedCriteria"] == evaluation.failed_criteria
@@ -85,6 +85,6 @@ def test_infinite_profit_factor_is_stored_as_a_finite_number() -> None:
     assert evaluation.passed
     summary = outcome.metrics_summary(m, evaluation)
     assert summary["profitFactor"] == 1.7976931348623157e308
-    fields, _changes, _why = outcome.trained_version(result(m), evaluation)
-    assert fields["metrics"]["backtest"]["profitFactor"] == 1.7976931348623157e308
+    change = outcome.trained_version(result(m), evaluation)
+    assert change.fields["metrics"]["backtest"]["profitFactor"] == 1.7976931348623157e308
     assert outcome.finite([float("nan"), {"x": float("-inf")}]) == [0.0, {"x": -1.7976931348623157e308}]

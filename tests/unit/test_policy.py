@@ -5,18 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from clm_operator.api.model import PromotionPolicy
+from clm_operator.api.model_version import Stage
 from clm_operator.domain import history
 from clm_operator.domain.policy import (
-    CANDIDATE,
-    FAILED,
-    PRODUCTION,
-    RETIRED,
-    SHADOW,
-    TRAINING,
     ModelState,
     VersionView,
     decide,
 )
+
+TRAINING, SHADOW, CANDIDATE = Stage.TRAINING, Stage.SHADOW, Stage.CANDIDATE
+PRODUCTION, RETIRED, FAILED = Stage.PRODUCTION, Stage.RETIRED, Stage.FAILED
 
 
 def v(version: str, stage: str, score: float | None = None, passed: bool | None = None) -> VersionView:

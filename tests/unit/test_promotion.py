@@ -1,4 +1,4 @@
-"""The promotion score and criteria of DESIGN.md section 4 (clm_operator.domain.promotion)."""
+"""The promotion score and criteria of docs/architecture.md section 4 (clm_operator.domain.promotion)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from clm_operator.domain.promotion import evaluate, promotion_score
 def metrics(**overrides: float) -> BacktestMetrics:
     values: dict[str, float] = {"sharpe": 1.23, "sortino": 1.8, "max_drawdown": 0.1, "win_rate": 0.57,
                                 "profit_factor": 1.52, "trades": 120, "total_return": 0.4, "exposure": 0.6,
-                                "psr": 0.97, "dsr": 0.9, "bars": 8760, "periods_per_year": 8760}
+                                "psr": 0.97, "dsr": 0.97, "bars": 8760, "periods_per_year": 8760}
     values.update(overrides)
     return BacktestMetrics.model_validate(values)
 
@@ -39,7 +39,7 @@ def test_each_term_is_clamped(sharpe: float, win_rate: float, pf: float, expecte
 def test_default_criteria_are_those_of_the_design() -> None:
     c = Criteria()
     assert (c.min_sharpe, c.min_win_rate, c.min_profit_factor, c.max_drawdown, c.min_trades, c.min_dsr) == (
-        1.0, 0.52, 1.3, 0.15, 50, None)
+        1.0, 0.52, 1.3, 0.15, 50, 0.95)
 
 
 def test_passing_metrics_pass_with_the_score() -> None:
@@ -76,10 +76,16 @@ def test_thresholds_are_inclusive() -> None:
     assert evaluate(edge, Criteria()).passed
 
 
-def test_optional_dsr_criterion() -> None:
-    assert evaluate(metrics(dsr=0.2), Criteria()).passed  # not checked unless asked for
-    result = evaluate(metrics(dsr=0.2), Criteria(min_dsr=0.95))
+def test_dsr_criterion_is_on_by_default_and_a_model_may_change_or_disable_it() -> None:
+    result = evaluate(metrics(dsr=0.2), Criteria())
     assert not result.passed and result.failed_criteria == ["dsr: 0.2 (needs >= 0.95)"]
+    assert evaluate(metrics(dsr=0.95), Criteria()).passed  # the threshold itself passes
+    assert not evaluate(metrics(dsr=0.9499), Criteria()).passed
+    assert evaluate(metrics(dsr=0.2), Criteria(min_dsr=0.1)).passed
+    assert evaluate(metrics(dsr=0.0), Criteria(min_dsr=0)).passed  # 0 switches it off
+    relaxed = Criteria.model_validate({"minDsr": 0.5})  # as a Model's promotion.criteria says it
+    assert relaxed.min_dsr == 0.5 and relaxed.min_sharpe == 1.0
+    assert not evaluate(metrics(dsr=0.4), relaxed).passed and evaluate(metrics(dsr=0.6), relaxed).passed
 
 
 def test_nan_sharpe_fails() -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from clm_operator.domain.config import OperatorConfig
-from clm_operator.handlers.training_job import _manifest_result
+from clm_operator.handlers.training_job import manifest_result
 
 
 def test_manifest_is_read_and_infinite_profit_factor_survives(tmp_path: Path) -> None:
@@ -21,14 +21,14 @@ def test_manifest_is_read_and_infinite_profit_factor_survives(tmp_path: Path) ->
     path.write_text(json.dumps({"version": "v1", "artifact": artifact, "dataset": dataset,
                                 "backtest": {"metrics": metrics, "conventions": {}},
                                 "files": {"report": "s3://b/models/ns/m/v1/report.html"}}))
-    result = _manifest_result(OperatorConfig(), path.as_uri())
+    result = manifest_result(OperatorConfig(), path.as_uri())
     assert result is not None and result.metrics is not None and result.artifact is not None
     assert result.metrics.profit_factor == float("inf") and result.artifact.sha256 == "a" * 64
     assert result.manifest_uri == path.as_uri() and result.report_uri == "s3://b/models/ns/m/v1/report.html"
 
 
 def test_missing_or_broken_manifest_gives_none(tmp_path: Path) -> None:
-    assert _manifest_result(OperatorConfig(), (tmp_path / "absent.json").as_uri()) is None
+    assert manifest_result(OperatorConfig(), (tmp_path / "absent.json").as_uri()) is None
     broken = tmp_path / "broken.json"
     broken.write_text('{"artifact": {"uri": "x"}}')
-    assert _manifest_result(OperatorConfig(), broken.as_uri()) is None
+    assert manifest_result(OperatorConfig(), broken.as_uri()) is None

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from clm_operator.domain.policy import CANDIDATE, FAILED, PRODUCTION, RETIRED, SHADOW, TRAINING, VersionView
+from clm_operator.api.model_version import Stage
+from clm_operator.domain.policy import VersionView
 from clm_operator.domain.retention import versions_to_delete
+
+TRAINING, SHADOW, CANDIDATE = Stage.TRAINING, Stage.SHADOW, Stage.CANDIDATE
+PRODUCTION, RETIRED, FAILED = Stage.PRODUCTION, Stage.RETIRED, Stage.FAILED
 
 
 def v(n: int, stage: str) -> VersionView:

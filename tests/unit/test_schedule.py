@@ -112,7 +112,7 @@ def test_training_job_copies_template_and_criteria_and_is_owned() -> None:
     t = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
     tj = training_job_for(model, "btc-202603021100", "periodic", "schedule", scheduled_time=t)
     assert tj["spec"]["modelName"] == "btc"
-    assert tj["spec"]["evaluation"] == {"folds": 3, "criteria": {"minSharpe": 0.5}}
+    assert tj["spec"]["evaluation"] == {"folds": 3, "criteria": {"minSharpe": 0.5}, "priorTrials": 0}
     assert tj["spec"]["trigger"] == {"reason": "periodic", "requestedBy": "schedule"}
     assert tj["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert tj["metadata"]["labels"] == {"clm.dev/model": "btc", "clm.dev/trigger": "periodic"}

@@ -14,7 +14,7 @@ import pytest
 from clm_operator.api.metrics import Criteria
 from clm_operator.api.training_job import CostsSpec, DatasetSpec, EvaluationSpec
 from clm_trainer.data import DataError, load_dataset
-from clm_trainer.synthetic import generate, parse_synthetic_uri
+from clm_trainer.synthetic import forward_filter_scores, generate, parse_synthetic_uri
 
 SEEDS = range(20)
 
@@ -86,8 +86,10 @@ def test_loader_runs_builtins_through_the_same_cleaning_and_honours_timeframe_an
 
 def test_defaults() -> None:
     params = parse_synthetic_uri("builtin:synthetic")
-    assert (params.kind, params.seed, params.bars, params.vol) == ("random_walk", 0, 5000, 0.005)
+    assert (params.kind, params.seed, params.bars, params.vol) == ("random_walk", 0, 35040, 0.005)
     assert params.start == pd.Timestamp("2020-01-01", tz="UTC")
+    planted = parse_synthetic_uri("builtin:synthetic?kind=planted")
+    assert (planted.strength, planted.regime, planted.df, planted.vol_ratio) == (0.08, 400.0, 0.0, 1.0)
 
 
 @pytest.mark.parametrize(("uri", "message"), [
@@ -107,41 +109,46 @@ def test_bad_builtin_uris_are_data_errors_naming_the_uri_field(uri: str, message
     assert caught.value.field == "spec.dataset.uri"
 
 
-def test_planted_regime_is_persistent_with_the_stated_minimum_and_mean() -> None:
-    series = generate(parse_synthetic_uri("builtin:synthetic?kind=planted&seed=5&bars=20000"))
+def test_planted_regime_is_a_markov_chain_with_the_stated_mean_length() -> None:
+    series = generate(parse_synthetic_uri("builtin:synthetic?kind=planted&seed=5&bars=200000&regime=400"))
     assert series.regime is not None
-    change = np.flatnonzero(np.diff(series.regime) != 0)
-    lengths = np.diff(change)
-    assert lengths.min() >= 20  # 40 % of the default 50
-    assert 40 <= lengths.mean() <= 60
+    switches = np.flatnonzero(np.diff(series.regime) != 0)
+    lengths = np.diff(switches)
+    assert 360 <= lengths.mean() <= 440  # ~500 runs: the mean is within ~10 %
+    # geometric run lengths: memoryless, so the share of runs shorter than the mean is 1 - e^-1
+    assert 0.57 <= float(np.mean(lengths < 400)) <= 0.69
 
 
-def test_planted_oracle_passes_default_criteria_for_every_seed() -> None:
-    criteria = Criteria()
-    for seed in SEEDS:
+def test_planted_oracle_is_far_above_any_past_only_benchmark() -> None:
+    """Holding the true regime is not achievable: the forward filter, which knows every parameter,
+    nets a fraction of the oracle's Sharpe on the same bars."""
+    for seed in range(3):
         series = generate(parse_synthetic_uri(f"builtin:synthetic?kind=planted&seed={seed}"))
         assert series.regime is not None
-        oos = out_of_sample(len(series.bars))
-        metrics = simple_backtest(series.regime[oos], series.bars["close"].to_numpy()[oos])
-        assert passes(metrics, criteria), (seed, metrics)
-        assert metrics["sharpe"] > 50 and metrics["max_drawdown"] < 0.06, (seed, metrics)
+        close = series.bars["close"].to_numpy()
+        oos = out_of_sample(len(close))
+        oracle = simple_backtest(series.regime[oos], close[oos])
+        filtered = simple_backtest(np.sign(forward_filter_scores(series))[oos], close[oos])
+        assert oracle["sharpe"] > 6.0, (seed, oracle)
+        assert filtered["sharpe"] < 0.75 * oracle["sharpe"], (seed, filtered, oracle)
 
 
 def test_planted_regime_is_visible_in_past_returns() -> None:
-    """A past-only 20-bar momentum sign agrees with the hidden regime far more often than chance."""
-    for seed in SEEDS:
-        series = generate(parse_synthetic_uri(f"builtin:synthetic?kind=planted&seed={seed}"))
+    """A past-only 200-bar momentum sign agrees with the hidden regime more often than chance."""
+    for seed in range(5):
+        series = generate(parse_synthetic_uri(f"builtin:synthetic?kind=planted&seed={seed}&bars=20000"))
         assert series.regime is not None
-        momentum = np.sign(series.bars["close"].pct_change(20).to_numpy())
-        agreement = float(np.mean(momentum[20:] == series.regime[20:]))
-        assert agreement > 0.75, (seed, agreement)
+        momentum = np.sign(series.bars["close"].pct_change(200).to_numpy())
+        agreement = float(np.mean(momentum[200:] == series.regime[200:]))
+        assert agreement > 0.6, (seed, agreement)
 
 
 def test_random_walk_rewards_no_rule() -> None:
     """Trend following, its reverse and one-bar follow-through all fail the criteria on a random walk."""
     criteria = Criteria()
     for seed in SEEDS:
-        close = generate(parse_synthetic_uri(f"builtin:synthetic?seed={seed}")).bars["close"].to_numpy()
+        uri = f"builtin:synthetic?seed={seed}&bars=5000"
+        close = generate(parse_synthetic_uri(uri)).bars["close"].to_numpy()
         oos = out_of_sample(len(close))
         momentum = np.sign(pd.Series(close).pct_change(20).fillna(0).to_numpy())
         for position in (momentum, -momentum, np.sign(pd.Series(close).pct_change(1).fillna(0).to_numpy())):

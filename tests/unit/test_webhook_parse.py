@@ -5,14 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from clm_operator.domain.config import OperatorConfig
 from clm_operator.handlers.webhook import (
     MalformedPayload,
     authorized,
-    expected_token,
     parse_payload,
     trigger_from,
-    webhook_port,
 )
+
+
+def expected_token(environ: dict[str, str]) -> str | None:
+    return OperatorConfig.from_env(environ).expected_webhook_token()
+
+
+def webhook_port(environ: dict[str, str], flag: int | None = None) -> int:
+    return OperatorConfig.from_env(environ).listen_port(flag)
 
 
 def test_firing_alerts_become_requests_and_the_rest_is_explained() -> None:

@@ -1,4 +1,4 @@
-"""Vectorised backtest of a position series and its metrics (DESIGN.md section 6.4).
+"""Vectorised backtest of a position series and its metrics (docs/architecture.md section 6.4).
 
 Conventions (also in ``CONVENTIONS``, which the report and the manifest copy, because libraries
 disagree on every one of them):

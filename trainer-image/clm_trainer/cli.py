@@ -1,4 +1,5 @@
-"""``clm-trainer run``: train one model version from a TrainingJob spec (DESIGN.md sections 5 and 6).
+"""``clm-trainer run``: train one model version from a TrainingJob spec (docs/architecture.md sections
+5 and 6).
 
 The operator runs exactly ``clm-trainer run --spec-env CLM_TRAINING_SPEC`` with everything else in the
 environment; people run it with ``--spec examples/trainingjob-xgboost.yaml --output file:///tmp/models``.

@@ -46,6 +46,14 @@ DUPLICATE_RULE = (
     "file order; rows are validated before de-duplication so an invalid row never wins"
 )
 
+TRAILING_BAR_WINDOW = 48
+TRAILING_BAR_VOLUME_SHARE = 0.1
+TRAILING_BAR_RULE = (
+    f"the last bar is dropped when its volume is below {TRAILING_BAR_VOLUME_SHARE:g} x the median volume of "
+    f"the {TRAILING_BAR_WINDOW} bars before it (an export taken while that bar was still open); "
+    "only the last bar, only when the data has volume and that median is > 0"
+)
+
 _MIN_TIME = pd.Timestamp("1970-01-01", tz="UTC")
 _MAX_TIME = pd.Timestamp("2200-01-01", tz="UTC")
 _FIELD_URI = "spec.dataset.uri"
@@ -86,6 +94,7 @@ class DataReport:
     rows_outside_window: int = 0  # removed by start/end/lookbackDays
     rows_other_symbols: int = 0  # rows of other symbols in a multi-symbol file
     columns: dict[str, str] = field(default_factory=dict)  # canonical name -> input column used
+    trailing_bar_dropped: str | None = None  # ISO time of the incomplete last bar dropped (TRAILING_BAR_RULE)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -109,6 +118,8 @@ class DataReport:
             "rowsOutsideWindow": self.rows_outside_window,
             "rowsOtherSymbols": self.rows_other_symbols,
             "columns": dict(self.columns),
+            "trailingBarDropped": self.trailing_bar_dropped,
+            "trailingBarRule": TRAILING_BAR_RULE,
         }
 
 
@@ -398,6 +409,7 @@ def clean_bars(frame: pd.DataFrame, spec: DatasetSpec, *, source: str) -> Loaded
 
     spacing = _check_timeframe(bars, spec, source)
     bars, outside = _apply_window(bars, spec, source)
+    bars, trailing = drop_incomplete_last_bar(bars)
 
     steps = bars.index.to_series().diff().iloc[1:]
     gap_steps = steps[steps > spacing]
@@ -431,8 +443,24 @@ def clean_bars(frame: pd.DataFrame, spec: DatasetSpec, *, source: str) -> Loaded
         rows_outside_window=outside,
         rows_other_symbols=rows_other_symbols,
         columns=columns,
+        trailing_bar_dropped=trailing,
     )
     return LoadedData(bars=bars, report=report)
+
+
+def drop_incomplete_last_bar(bars: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """``bars`` without a trailing incomplete bar (TRAILING_BAR_RULE), and that bar's time or None."""
+    if len(bars) <= TRAILING_BAR_WINDOW or "volume" not in bars.columns:
+        return bars, None
+    volume = bars["volume"].to_numpy(dtype="float64")
+    before = volume[-TRAILING_BAR_WINDOW - 1:-1]
+    before = before[np.isfinite(before)]
+    if before.size == 0 or not np.isfinite(volume[-1]):
+        return bars, None
+    median = float(np.median(before))
+    if median > 0 and volume[-1] < TRAILING_BAR_VOLUME_SHARE * median:
+        return bars.iloc[:-1], _iso(bars.index[-1])
+    return bars, None
 
 
 def _select_symbol(frame: pd.DataFrame, column: str | None, spec: DatasetSpec, source: str) -> pd.DataFrame:

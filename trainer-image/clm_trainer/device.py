@@ -1,4 +1,4 @@
-"""Where to train, decided once per run and logged with the reason (DESIGN.md section 6.5).
+"""Where to train, decided once per run and logged with the reason (docs/architecture.md section 6.5).
 
 A GPU is used only when the spec asks for one (``resources.gpu > 0``) AND one is usable by the
 algorithm's library; otherwise the run goes on on CPU with a notice saying why. Tree runs never
@@ -16,7 +16,8 @@ from pathlib import Path
 from clm_trainer.models.base import DeviceChoice
 
 ENV_THREADS = "CLM_NUM_THREADS"
-DEEP_ALGORITHMS = frozenset({"nhits", "patchtst"})
+# Trained with PyTorch (CUDA through torch): the forecasters and the PPO agent (stable-baselines3).
+TORCH_ALGORITHMS = frozenset({"nhits", "patchtst", "ppo"})
 
 
 def cuda_device_count() -> int:
@@ -62,7 +63,7 @@ def choose_device(algorithm: str, gpus_requested: int) -> DeviceChoice:
     """CPU unless a GPU was requested and the algorithm's library can use one here."""
     if gpus_requested <= 0:
         return DeviceChoice("cpu", "spec.resources.gpu is 0")
-    if algorithm in DEEP_ALGORITHMS:
+    if algorithm in TORCH_ALGORITHMS:
         import torch
 
         if torch.cuda.is_available():
@@ -87,21 +88,58 @@ def choose_device(algorithm: str, gpus_requested: int) -> DeviceChoice:
     return DeviceChoice("cpu", f"no GPU support for algorithm {algorithm!r}; training on CPU")
 
 
-def _cgroup_cpu_limit() -> float | None:
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _read(path: Path) -> str | None:
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-    except (OSError, ValueError):
+        return path.read_text().strip()
+    except OSError:
         return None
-    if quota == "max":
+
+
+def cgroup_cpu_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """The container's CPU quota in CPUs, or None when there is none.
+
+    cgroup v2: ``cpu.max`` = ``"<quota> <period>"`` or ``"max <period>"``. cgroup v1:
+    ``cpu/cpu.cfs_quota_us`` (-1 = none) over ``cpu/cpu.cfs_period_us`` (also looked up as
+    ``cpu,cpuacct/``). A Kubernetes CPU limit of 1500m reads 150000 100000 -> 1.5.
+    """
+    v2 = _read(root / "cpu.max")
+    if v2 is not None:
+        parts = v2.split()
+        if len(parts) >= 2 and parts[0] != "max":
+            try:
+                quota, period = int(parts[0]), int(parts[1])
+            except ValueError:
+                return None
+            return quota / period if quota > 0 and period > 0 else None
         return None
-    return int(quota) / int(period)
+    for directory in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        quota_text = _read(root / directory / "cpu.cfs_quota_us")
+        period_text = _read(root / directory / "cpu.cfs_period_us")
+        if quota_text is None or period_text is None:
+            continue
+        try:
+            quota, period = int(quota_text), int(period_text)
+        except ValueError:
+            return None
+        return quota / period if quota > 0 and period > 0 else None
+    return None
+
+
+def _cgroup_cpu_limit() -> float | None:
+    return cgroup_cpu_limit()
 
 
 def thread_count() -> int:
-    """Threads for the libraries: $CLM_NUM_THREADS, else the container's CPU limit, else the CPUs we may use.
+    """Threads for the libraries: $CLM_NUM_THREADS, else the container's CPU quota (cgroup v2 or v1,
+    rounded down, at least 1, at most the CPUs we may use: a 1500m limit gets 1 thread), else the
+    CPUs we may use.
 
     A fixed count (rather than "all cores") keeps runs reproducible and avoids oversubscribing a pod
-    whose CPU limit is smaller than the node.
+    whose CPU limit is smaller than the node: on a busy 2-core machine 2 threads ran 20-30x slower
+    than 1.
     """
     env = os.environ.get(ENV_THREADS)
     if env and env.isdigit() and int(env) > 0:
@@ -109,5 +147,5 @@ def thread_count() -> int:
     limit = _cgroup_cpu_limit()
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if limit is not None:
-        return max(1, min(available, math.ceil(limit)))
+        return max(1, min(available, math.floor(limit)))
     return max(1, available)

@@ -1,4 +1,4 @@
-"""Past-only features and the forward-looking target (DESIGN.md section 6.2).
+"""Past-only features and the forward-looking target (docs/architecture.md section 6.2).
 
 Every feature at row ``t`` is a function of bars ``0..t`` only: trailing rolling windows, differences
 with earlier rows, the timestamp of row ``t`` itself. Nothing is centred, back-filled or normalised

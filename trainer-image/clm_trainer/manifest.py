@@ -1,4 +1,4 @@
-"""manifest.json: the durable, complete record of one training run (DESIGN.md section 5).
+"""manifest.json: the durable, complete record of one training run (docs/architecture.md section 5).
 
 Written last, after the artifact's sha256 has been verified in storage, so a manifest's presence means
 the version is complete. It holds no secret: the spec (which never carries credentials), versions of
@@ -54,7 +54,7 @@ def build_manifest(*, version: str, namespace: str, spec: dict[str, Any], data_r
                    backtest: dict[str, Any], conventions: dict[str, Any], evaluation: dict[str, Any],
                    artifact: dict[str, Any], files: dict[str, str], durations: dict[str, float],
                    device: dict[str, str], dataset_summary: dict[str, Any],
-                   created_at: str) -> dict[str, Any]:
+                   created_at: str, benchmark: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "schemaVersion": MANIFEST_SCHEMA_VERSION,
         "kind": "ModelManifest",
@@ -74,6 +74,7 @@ def build_manifest(*, version: str, namespace: str, spec: dict[str, Any], data_r
         "walkForward": walk_forward,
         "backtest": {"metrics": backtest, "conventions": conventions},
         "evaluation": evaluation,
+        "benchmark": benchmark,
         "device": device,
         "durationsSeconds": durations,
     }

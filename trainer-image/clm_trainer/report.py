@@ -34,6 +34,9 @@ class ReportInput:
     drawdown: np.ndarray
     importance: Mapping[str, float] | None
     device: str
+    costs: Mapping[str, float] | None = None  # pipeline.cost_analysis: gross/net Sharpe, turnover, drag
+    trials: Mapping[str, int] | None = None  # pipeline.trial_counts
+    benchmark: Mapping[str, Any] | None = None  # forward filter on planted data
 
 
 def _png(fig: Any) -> str:
@@ -99,6 +102,46 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def verdict_reasons(metrics: Mapping[str, Any], evaluation: Mapping[str, Any],
+                    costs: Mapping[str, float] | None, trials: Mapping[str, int] | None) -> list[str]:
+    """Plain sentences that say why the verdict is what it is (whatever it is)."""
+    reasons: list[str] = []
+    sharpe, dsr = float(metrics.get("sharpe", 0.0)), float(metrics.get("dsr", 0.0))
+    n_trials = int(metrics.get("nTrials", 1))
+    if costs:
+        gross, drag = float(costs.get("grossSharpe", 0.0)), float(costs.get("costDragPerYear", 0.0))
+        turnover = float(costs.get("turnoverPerYear", 0.0))
+        reasons.append(f"Gross Sharpe {gross:.2f}, net Sharpe {sharpe:.2f} after costs: trading "
+                       f"{turnover:.1f}x the capital a year cost {drag:.2%} a year.")
+        if gross > 0 and sharpe < gross / 2:
+            reasons.append("Costs ate more than half of the gross edge: the model trades too often for "
+                           "what it knows.")
+    source = ""
+    if trials:
+        source = (f" ({trials.get('search', 1)} search trial(s) + {trials.get('prior', 0)} earlier "
+                  f"version(s), x {trials.get('inRun', 1)} configuration(s) tried in this run)")
+    reasons.append(f"Deflated Sharpe ratio {dsr:.3f}: the probability that the true Sharpe beats the best "
+                   f"of {n_trials} unskilled trial(s){source}.")
+    failed = list(evaluation.get("failedCriteria") or [])
+    if evaluation.get("passed"):
+        reasons.append("Every criterion passed, the DSR included: the edge is unlikely to be luck or "
+                       "selection.")
+    else:
+        reasons.append("Failed: " + "; ".join(str(f) for f in failed) + ".")
+        if any(str(f).startswith("dsr") for f in failed) and sharpe > 0:
+            reasons.append("The net Sharpe is within what selection among the trials reaches by chance on "
+                           "this many test days: more test bars or fewer trials would be needed.")
+    return reasons
+
+
+def _rule_of(fold: Mapping[str, Any]) -> str:
+    layer = fold.get("positionLayer") or {}
+    chosen = layer.get("chosen")
+    if isinstance(chosen, Mapping):
+        return str(chosen.get("label"))
+    return str(chosen or "")
+
+
 def render_html(data: ReportInput) -> bytes:
     verdict = "PASSED" if data.evaluation.get("passed") else "FAILED"
     failed = data.evaluation.get("failedCriteria") or []
@@ -114,6 +157,24 @@ def render_html(data: ReportInput) -> bytes:
     ]
     if failed:
         parts.append("<ul>" + "".join(f"<li>{html.escape(str(f))}</li>" for f in failed) + "</ul>")
+    parts.append("<h3>Why</h3><ul>" + "".join(
+        f"<li>{html.escape(r)}</li>" for r in verdict_reasons(data.metrics, data.evaluation, data.costs,
+                                                             data.trials)) + "</ul>")
+    if data.costs:
+        parts.append("<h2>Costs</h2>")
+        parts.append(_table([("gross Sharpe", data.costs.get("grossSharpe")),
+                             ("net Sharpe", data.costs.get("netSharpe")),
+                             ("turnover per year (x capital)", data.costs.get("turnoverPerYear")),
+                             ("cost drag per year", data.costs.get("costDragPerYear")),
+                             ("gross return per year (arithmetic)", data.costs.get("grossReturnPerYear"))],
+                            ("item", "value")))
+    if data.benchmark:
+        bench = data.benchmark.get("metrics") or {}
+        parts.append("<h2>Benchmark</h2>")
+        name = html.escape(str(data.benchmark.get("name")))
+        parts.append(f"<p>{name}, same position layer, costs and test bars:</p>")
+        parts.append(_table([(k, bench.get(k)) for k in ("sharpe", "trades", "winRate", "profitFactor",
+                                                         "maxDrawdown", "dsr")], ("metric", "value")))
     parts.append("<h2>Out-of-sample backtest</h2>")
     parts.append(_table([(k, v) for k, v in data.metrics.items()], ("metric", "value")))
     parts.append("<h3>Criteria</h3>")
@@ -123,10 +184,17 @@ def render_html(data: ReportInput) -> bytes:
                      f"<img alt='{html.escape(name)}' src='data:image/png;base64,{png}'>")
     parts.append("<h2>Walk-forward folds</h2>")
     fold_rows = [(f["fold"], f["trainStart"], f["trainEnd"], f["trainRows"], f["testStart"], f["testEnd"],
-                  f["testRows"], f["metrics"].get("sharpe"), f["metrics"].get("trades"))
+                  f["testRows"], f["metrics"].get("sharpe"), f["metrics"].get("trades"), _rule_of(f))
                  for f in data.folds]
     parts.append(_table(fold_rows, ("fold", "train from", "train to", "train rows", "test from", "test to",
-                                    "test rows", "Sharpe", "trades")))
+                                    "test rows", "Sharpe", "trades", "position rule (chosen on validation)")))
+    parts.append("<h3>Position-layer candidates per fold (validation bars of the training window)</h3>")
+    cand_rows = [(f["fold"], c.get("label"), c.get("validationSharpe"), c.get("validationTrades"),
+                  c.get("validationWinRate"), c.get("meetsTradeCriteria"))
+                 for f in data.folds for c in (f.get("positionLayer") or {}).get("candidates", [])]
+    if cand_rows:
+        parts.append(_table(cand_rows, ("fold", "candidate", "Sharpe", "trades", "win rate",
+                                        "meets trade criteria")))
     parts.append("<h2>Data</h2>")
     parts.append(_table([(k, v) for k, v in data.data_report.items() if k != "gaps"], ("item", "value")))
     gaps = data.data_report.get("gaps") or []

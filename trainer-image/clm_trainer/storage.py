@@ -3,7 +3,7 @@
 Imports only the standard library and boto3/botocore: the operator reuses this module (``read_uri``
 for the manifest fallback, ``delete_prefix`` for retention) without the trainer's ML stack.
 
-Error taxonomy (the trainer maps these to exit codes, DESIGN.md section 5):
+Error taxonomy (the trainer maps these to exit codes, docs/architecture.md section 5):
 
 * ``StorageError``: transient or configuration trouble (endpoint unreachable, timeouts, 5xx, access
   denied, missing bucket). Exit 1: the Job is retried up to ``backoffLimit``.

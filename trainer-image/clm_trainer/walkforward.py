@@ -1,4 +1,4 @@
-"""Expanding-window walk-forward with an embargo (DESIGN.md section 6.3).
+"""Expanding-window walk-forward with an embargo (docs/architecture.md section 6.3).
 
 Rows ``[start, n)`` are usable (``start`` = the first row with every feature warmed up). The first
 ``minTrainFraction`` of them is the initial training window; the rest is cut into ``folds`` contiguous
@@ -85,6 +85,31 @@ def make_folds(n_rows: int, start: int, target: np.ndarray, *, folds: int, min_t
         mask = (rows >= start) & (rows < a - embargo) & (rows + horizon < a) & labelled
         out.append(Fold(number=k + 1, train_idx=rows[mask], test_start=a, test_end=b))
     return out
+
+
+def inner_validation_split(train_idx: np.ndarray, *, fraction: float, embargo: int,
+                           horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, validation rows) inside one fold's training rows, purged like the outer split.
+
+    The validation rows are the last ``fraction`` of ``train_idx`` (time order); the inner model is
+    fitted on the earlier rows ``i`` with ``i < v0 - embargo`` and ``i + horizon < v0`` (``v0`` the
+    first validation row), so no fitted label overlaps the validation bars. Nothing outside
+    ``train_idx`` is used: the fold's test bars cannot influence what is chosen on this split.
+    """
+    rows = np.asarray(train_idx)
+    cut = int(np.floor(rows.size * (1.0 - fraction)))
+    if cut >= rows.size or rows.size - cut < MIN_TEST_ROWS:
+        raise WalkForwardError("spec.evaluation.positions.validationFraction",
+                               f"{rows.size} training rows leave {rows.size - cut} validation rows",
+                               f"use more data or a larger validationFraction (>= {MIN_TEST_ROWS} rows)")
+    v0 = int(rows[cut])
+    validation: np.ndarray = rows[cut:]
+    fit: np.ndarray = rows[(rows < v0 - embargo) & (rows + horizon < v0)]
+    if fit.size < MIN_TRAIN_ROWS:
+        raise WalkForwardError("spec.evaluation.positions.validationFraction",
+                               f"the inner fit window has {fit.size} rows (< {MIN_TRAIN_ROWS}) after the "
+                               f"embargo ({embargo})", "use more data or a smaller validationFraction")
+    return fit, validation
 
 
 def refit_rows(n_rows: int, start: int, target: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel
 
 from clm_operator import GROUP, VERSION
+from clm_operator.api.conditions import ModelCondition
 from clm_operator.api.model_version import ModelVersionSpec, ModelVersionStatus
 from clm_operator.api.training_job import TrainingJobSpec
 from clm_operator.api.training_job_status import TrainingJobStatus
@@ -172,7 +173,7 @@ def _kinds() -> list[Kind]:
              (Column("Production", ".status.productionVersion"),
               Column("Candidate", ".status.candidateVersion"),
               Column("Policy", ".spec.promotion.policy"),
-              Column("Ready", ".status.conditions[?(@.type=='Ready')].status"), AGE),
+              Column("Ready", f".status.conditions[?(@.type=='{ModelCondition.READY}')].status"), AGE),
              "A model family and its learning policy: template, schedule, promotion, retention."),
     ]
 

@@ -3,11 +3,18 @@
 In the CRD ``spec.hyperparameters`` is a free-form object (its shape depends on ``algorithm``); these
 models are what validates it, in the operator before any Job is created and again in the trainer.
 Keys are camelCase like every other field of a Kubernetes resource.
+
+Training budgets (N-HiTS, PatchTST, PPO): ``budget: auto`` (default) trains a CUDA run with the
+paper-sized defaults below and a CPU run with smaller *caps* (fewer epochs and training windows, fewer
+timesteps) so that a default run finishes in minutes on 2 cores; ``cpu`` / ``full`` force one. A cap
+replaces only a key the spec leaves out: a value given in the spec is always used as given. The caps
+are in ``clm_trainer.models.budget``; the manifest, the artifact's config and the log say which budget
+applied and why.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
@@ -38,8 +45,19 @@ class LightGBMHyperparameters(CamelModel):
     reg_alpha: float = Field(default=0.0, ge=0)
 
 
+BUDGET_DESCRIPTION = ("auto: CPU runs use the CPU caps for keys the spec leaves out, CUDA runs the full "
+                      "defaults; cpu / full force one")
+Budget = Literal["auto", "cpu", "full"]
+
+
 class _DeepTrainingHyperparameters(CamelModel):
     """Training-loop settings shared by the PyTorch forecasters (clm_trainer.models.deep)."""
+
+    budget: Budget = Field(default="auto", description=BUDGET_DESCRIPTION)
+    max_train_windows: int | None = Field(
+        default=None, ge=64, le=100_000_000,
+        description="at most this many windows per fit, evenly spaced over the training rows (the latest "
+                    "kept); absent: every window")
 
     max_epochs: int = Field(default=30, ge=1, le=10000)
     batch_size: int = Field(default=256, ge=1, le=65536)
@@ -124,11 +142,61 @@ class PatchTSTHyperparameters(_DeepTrainingHyperparameters):
         return value
 
 
+class PPOHyperparameters(CamelModel):
+    """PPO (Schulman et al. 2017, arXiv:1707.06347) through stable-baselines3 (clm_trainer.models.ppo).
+
+    Timesteps count decisions: the agent picks a position every ``decisionBars`` bars (default the
+    target horizon) and holds it until the next decision. ``nSteps`` is per environment: one rollout is
+    ``nSteps x nEnvs`` decisions, cut into minibatches of ``batchSize``.
+    """
+
+    budget: Budget = Field(default="auto", description=BUDGET_DESCRIPTION)
+    total_timesteps: int = Field(default=100_000, ge=1, le=100_000_000,
+                                 description="decisions to train on (all environments together)")
+    learning_rate: float = Field(default=3e-4, gt=0, le=1)
+    n_envs: int = Field(default=8, ge=1, le=256,
+                        description="copies of the training window stepped together, each with its own "
+                                    "phase of the decision grid")
+    n_steps: int = Field(default=128, ge=2, le=65536, description="decisions per environment per rollout")
+    batch_size: int = Field(default=256, ge=2, le=1_000_000)
+    n_epochs: int = Field(default=10, ge=1, le=1000)
+    gamma: float = Field(default=0.9, ge=0, le=1, description="discount per decision")
+    gae_lambda: float = Field(default=0.95, ge=0, le=1)
+    clip_range: float = Field(default=0.2, gt=0, le=1)
+    ent_coef: float = Field(default=0.0, ge=0, le=1, description="entropy bonus")
+    vf_coef: float = Field(default=0.5, ge=0, le=10)
+    max_grad_norm: float = Field(default=0.5, gt=0, le=100)
+    net_arch: list[int] = Field(default_factory=lambda: [64, 64], min_length=1, max_length=8,
+                                description="hidden layer sizes of the policy and of the value network")
+    activation: Literal["tanh", "relu"] = "tanh"
+    decision_bars: int | None = Field(default=None, ge=1, le=10000,
+                                      description="bars between decisions; absent: spec.target.horizonBars")
+    observation_clip: float = Field(default=10.0, gt=0, le=1000,
+                                    description="normalised features are clipped to +- this")
+
+    @field_validator("net_arch")
+    @classmethod
+    def _layer_sizes(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= v <= 4096 for v in value):
+            raise ValueError("every layer size must be between 1 and 4096")
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_fits_a_rollout(cls, value: int, info: ValidationInfo) -> int:
+        n_steps, n_envs = info.data.get("n_steps"), info.data.get("n_envs")
+        if n_steps is not None and n_envs is not None and value > n_steps * n_envs:
+            raise ValueError(f"must be at most nSteps x nEnvs ({n_steps * n_envs}), the decisions of one "
+                             "rollout")
+        return value
+
+
 HYPERPARAMETER_MODELS: dict[str, type[CamelModel]] = {
     "xgboost": XGBoostHyperparameters,
     "lightgbm": LightGBMHyperparameters,
     "nhits": NHiTSHyperparameters,
     "patchtst": PatchTSTHyperparameters,
+    "ppo": PPOHyperparameters,
 }
 
 

@@ -8,7 +8,7 @@ from clm_operator.api.common import CamelModel
 
 
 class BacktestMetrics(CamelModel):
-    """Out-of-sample walk-forward backtest metrics; conventions in DESIGN.md section 6.4.
+    """Out-of-sample walk-forward backtest metrics; conventions in docs/architecture.md section 6.4.
 
     Sharpe/Sortino: per-bar arithmetic net returns x sqrt(periodsPerYear). maxDrawdown: positive
     fraction of the compounded equity curve. winRate: share of closed trades with positive net return.
@@ -36,15 +36,18 @@ class BacktestMetrics(CamelModel):
 
 
 class Criteria(CamelModel):
-    """Promotion criteria. Defaults are those of the system this replaces (DESIGN.md section 4)."""
+    """Promotion criteria. Defaults are those of the system this replaces (docs/architecture.md section 4),
+    plus ``minDsr`` 0.95 (section 9): a backtest must beat selection by its statistics, not only by its
+    costs."""
 
     min_sharpe: float = 1.0
     min_win_rate: float = Field(default=0.52, ge=0, le=1)
     min_profit_factor: float = Field(default=1.3, ge=0)
     max_drawdown: float = Field(default=0.15, ge=0, le=1)
     min_trades: int = Field(default=50, ge=0)
-    min_dsr: float | None = Field(default=None, ge=0, le=1,
-                                  description="Optional: minimum deflated Sharpe ratio (0-1).")
+    min_dsr: float = Field(default=0.95, ge=0, le=1,
+                           description="minimum deflated Sharpe ratio (0-1): the probability that the true "
+                                       "Sharpe ratio beats the best of nTrials unskilled trials; 0 disables")
 
 
 class EvaluationResult(CamelModel):

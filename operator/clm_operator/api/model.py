@@ -1,4 +1,4 @@
-"""Model: a model family and its learning policy (DESIGN.md section 3, "Model").
+"""Model: a model family and its learning policy (docs/architecture.md section 3, "Model").
 
 The spec says how to train (``template``), when (``schedule`` with CronJob semantics, ``triggers``),
 what may serve (``promotion``, the ``productionVersion`` pin) and what to keep (``retention``). The

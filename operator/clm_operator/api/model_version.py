@@ -1,4 +1,7 @@
-"""ModelVersion: one trained model (DESIGN.md section 3). Spec set once by the operator; status by it too."""
+"""ModelVersion: one trained model (docs/architecture.md section 3).
+
+Spec set once by the operator; status by it too.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The operator <-> trainer contract (DESIGN.md section 5): CLI, environment, exit codes, result.
+"""The operator <-> trainer contract (docs/architecture.md section 5): CLI, environment, exit codes, result.
 
 The operator builds the Job's container from these names; the trainer reads them. Change both sides
 only through this module.

@@ -21,6 +21,7 @@ class Algorithm(StrEnum):
     LIGHTGBM = "lightgbm"
     NHITS = "nhits"
     PATCHTST = "patchtst"
+    PPO = "ppo"
 
 
 class TriggerReason(StrEnum):
@@ -58,8 +59,9 @@ class FeaturesSpec(CamelModel):
     """Past-only features of the bars. Every window is in bars."""
 
     return_lags: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 10, 20], max_length=64)
-    windows: list[int] = Field(default_factory=lambda: [5, 10, 20, 50], max_length=32,
-                               description="rolling windows for volatility, momentum, z-score, RSI")
+    windows: list[int] = Field(default_factory=lambda: [5, 10, 20, 50, 100, 200], max_length=32,
+                               description="rolling windows for volatility, momentum, z-score, RSI "
+                                           "(hourly bars: up to ~8 days)")
     volume: bool = Field(default=True, description="add volume features when the data has volume")
     calendar: bool = Field(default=False, description="hour-of-day and day-of-week features")
 
@@ -73,7 +75,10 @@ class FeaturesSpec(CamelModel):
 
 
 class TargetSpec(CamelModel):
-    horizon_bars: int = Field(default=1, ge=1, le=1000)
+    horizon_bars: int = Field(default=24, ge=1, le=1000,
+                              description="bars the target looks ahead (hourly: 24 = one day); positions "
+                                          "are held at least this long unless "
+                                          "evaluation.positions.minHoldingBars says otherwise")
     kind: str = Field(default="sign", pattern=r"^(sign|return)$",
                       description="sign: classify the sign of the forward return; return: regress it")
 
@@ -81,6 +86,65 @@ class TargetSpec(CamelModel):
 class CostsSpec(CamelModel):
     fee_bps: float = Field(default=10.0, ge=0, le=1000)
     slippage_bps: float = Field(default=5.0, ge=0, le=1000)
+
+
+class Sizing(StrEnum):
+    FIXED = "fixed"
+    VOLATILITY = "volatility"
+
+
+class PositionsSpec(CamelModel):
+    """The position layer (clm_trainer.positions): when a score becomes a position, and how large.
+
+    A parameter left out is chosen per walk-forward fold on an inner validation split of that fold's
+    training window (never its test bars), from the candidate grids below; every candidate counts as
+    a trial for the deflated Sharpe ratio.
+    """
+
+    entry_quantiles: list[float] = Field(
+        default_factory=lambda: [0.5, 0.75, 0.9], min_length=1, max_length=10,
+        description="entry threshold candidates (when signalThreshold is absent), as quantiles of |score| "
+                    "on the validation bars")
+    exit_threshold: float | None = Field(
+        default=None, ge=-0.5, le=0.5,
+        description="close a position when its side x score falls below this (hysteresis, <= entry); "
+                    "absent: chosen from exitFractions")
+    exit_fractions: list[float] = Field(
+        default_factory=lambda: [0.5, 0.0, -1.0], min_length=1, max_length=10,
+        description="exit threshold candidates as fractions of the entry threshold, in [-1, 1]: 0.5 closes "
+                    "when the edge fades to half the entry, 0 when the score turns against the position, -1 "
+                    "only ever flips")
+    min_holding_bars: int | None = Field(
+        default=None, ge=1, le=100000,
+        description="bars a position is held before it may close or flip; absent: target.horizonBars")
+    sizing: Sizing = Field(
+        default=Sizing.VOLATILITY,
+        description="fixed: every position is 1 (or -1); volatility: min(1, volatilityTarget / trailing "
+                    "annualised volatility), set when the position opens and held for the trade")
+    volatility_target: float = Field(default=0.1, gt=0, le=10,
+                                     description="annualised volatility a full position is scaled to")
+    volatility_window: int = Field(default=168, ge=2, le=100000,
+                                   description="bars of the trailing volatility estimate (hourly: a week)")
+    validation_fraction: float = Field(
+        default=0.3, gt=0, lt=0.9,
+        description="last share of each fold's training window used to choose the parameters (purged: "
+                    "an embargo separates it from the rows the inner model is fitted on)")
+
+    @field_validator("entry_quantiles")
+    @classmethod
+    def _quantiles(cls, values: list[float]) -> list[float]:
+        for value in values:
+            if not 0 <= value < 1:
+                raise ValueError(f"every entry quantile must be in [0, 1) (got {value})")
+        return values
+
+    @field_validator("exit_fractions")
+    @classmethod
+    def _fractions(cls, values: list[float]) -> list[float]:
+        for value in values:
+            if not -1 <= value <= 1:
+                raise ValueError(f"every exit fraction must be in [-1, 1] (got {value})")
+        return values
 
 
 class EvaluationSpec(CamelModel):
@@ -92,11 +156,18 @@ class EvaluationSpec(CamelModel):
                                            description="inferred from bar spacing when absent")
     min_train_fraction: float = Field(default=0.3, gt=0, lt=1,
                                       description="share of bars in the first fold's training window")
-    signal_threshold: float = Field(default=0.0, ge=0, lt=0.5,
-                                    description="trade only when |p-0.5| (or |forecast|) exceeds this")
+    signal_threshold: float | None = Field(
+        default=None, ge=0, lt=0.5,
+        description="fixed entry threshold: trade only when |p-0.5| (or |forecast|) exceeds this; absent: "
+                    "chosen per fold from positions.entryQuantiles")
     allow_short: bool = True
+    positions: PositionsSpec = Field(default_factory=PositionsSpec)
     criteria: Criteria = Field(default_factory=Criteria)
     n_trials: int = Field(default=1, ge=1, description="trials of the search this run belongs to (DSR)")
+    prior_trials: int = Field(
+        default=0, ge=0,
+        description="versions the Model trained before this run (set by the operator); the DSR counts "
+                    "(nTrials + priorTrials) x the position layer's candidates as trials")
 
 
 class ResourcesSpec(CamelModel):

@@ -1,4 +1,7 @@
-"""TrainingJob status (DESIGN.md section 3). Conditions are the truth; ``phase`` is computed from them."""
+"""TrainingJob status (docs/architecture.md section 3).
+
+Conditions are the truth; ``phase`` is computed from them.
+"""
 
 from __future__ import annotations
 

@@ -1,82 +1,162 @@
-"""The operator's configuration, read from the environment (documented in runner.py).
+"""The operator's configuration: every setting, parsed once (pydantic-settings) before the handlers load.
 
-Pure: ``OperatorConfig.from_env`` takes the mapping, it does not read ``os.environ`` itself.
+``clm-operator run`` (runner.py) calls ``OperatorConfig.load()`` once, applies its flags
+with ``with_flags`` and hands the result to the handlers; nothing else in the operator reads the
+environment. ``from_env`` takes the mapping as an argument, so parsing is testable without touching
+``os.environ``. Each field's environment variable is its ``validation_alias``; the list with defaults is
+in runner.py's docstring and docs/architecture.md ("Configuration").
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/clm-dev/clm-trainer:0.1.0"
 DEFAULT_OUTPUT_URI = "s3://clm-models/models"
+DEFAULT_WEBHOOK_PORT = 8443
 
 
 class ConfigError(ValueError):
     pass
 
 
-def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean: use true or false")
+class OperatorConfig(BaseSettings):
+    """Settings of one operator process. Frozen: a handler can never change what another one sees."""
 
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=True, populate_by_name=True)
 
-def _optional_int(environ: Mapping[str, str], name: str) -> int | None:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value < 0:
-        raise ConfigError(f"{name}={raw!r} must be >= 0")
-    return value
+    # What the trainer Jobs get (domain/jobspec.py).
+    trainer_image: str = Field(DEFAULT_TRAINER_IMAGE, validation_alias="CLM_TRAINER_IMAGE", min_length=1)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", validation_alias="CLM_IMAGE_PULL_POLICY")
+    output_uri: str = Field(DEFAULT_OUTPUT_URI, validation_alias="CLM_OUTPUT_URI")
+    s3_endpoint_url: str | None = Field(None, validation_alias="CLM_S3_ENDPOINT_URL")
+    aws_region: str = Field("us-east-1", validation_alias="AWS_REGION")
+    s3_path_style: bool = Field(False, validation_alias="CLM_S3_PATH_STYLE")
+    # Credentials reach the trainer only through secretKeyRef; no secret name (empty): the pod's own
+    # identity (IRSA / workload identity) is used.
+    s3_secret_name: str | None = Field("clm-s3-credentials", validation_alias="CLM_S3_SECRET_NAME")
+    s3_access_key_id_key: str = Field("AWS_ACCESS_KEY_ID", validation_alias="CLM_S3_ACCESS_KEY_ID_KEY")
+    s3_secret_access_key_key: str = Field("AWS_SECRET_ACCESS_KEY",
+                                          validation_alias="CLM_S3_SECRET_ACCESS_KEY_KEY")
+    trainer_service_account: str | None = Field(None, validation_alias="CLM_TRAINER_SERVICE_ACCOUNT")
+    default_ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, validation_alias="CLM_JOB_TTL_SECONDS_AFTER_FINISHED")
 
+    # How the operator runs (runner.py, handlers/__init__.py).
+    watch_namespaces: tuple[str, ...] = Field((), validation_alias="CLM_WATCH_NAMESPACES")
+    resync_seconds: float = Field(10.0, gt=0, validation_alias="CLM_RESYNC_SECONDS")
+    schedule_interval_seconds: float = Field(30.0, gt=0, validation_alias="CLM_SCHEDULE_INTERVAL_SECONDS")
+    log_level: str = Field("INFO", validation_alias="CLM_LOG_LEVEL")
+    log_format: Literal["json", "text"] = Field("json", validation_alias="CLM_LOG_FORMAT")
+    clock_file: Path | None = Field(None, validation_alias="CLM_CLOCK_FILE")
 
-@dataclass(frozen=True)
-class OperatorConfig:
-    trainer_image: str = DEFAULT_TRAINER_IMAGE
-    image_pull_policy: str = "IfNotPresent"
-    output_uri: str = DEFAULT_OUTPUT_URI
-    s3_endpoint_url: str | None = None
-    aws_region: str = "us-east-1"
-    s3_path_style: bool = False
-    # Credentials reach the trainer only through secretKeyRef; no secret name: the pod's own identity
-    # (IRSA / workload identity) is used.
-    s3_secret_name: str | None = "clm-s3-credentials"
-    s3_access_key_id_key: str = "AWS_ACCESS_KEY_ID"
-    s3_secret_access_key_key: str = "AWS_SECRET_ACCESS_KEY"
-    trainer_service_account: str | None = None
-    default_ttl_seconds_after_finished: int | None = None
+    # The Alertmanager webhook (handlers/webhook.py). The port: the variable wins over the flag.
+    webhook_port: int | None = Field(None, ge=0, le=65535, validation_alias="CLM_WEBHOOK_PORT")
+    webhook_host: str = Field("0.0.0.0", validation_alias="CLM_WEBHOOK_HOST")
+    webhook_token_file: Path | None = Field(None, validation_alias="CLM_WEBHOOK_TOKEN_FILE")
+    webhook_token: SecretStr | None = Field(None, validation_alias="CLM_WEBHOOK_TOKEN")
+    webhook_namespace: str | None = Field(None, validation_alias="CLM_WEBHOOK_NAMESPACE")
+
+    @field_validator("s3_endpoint_url", "s3_secret_name", "trainer_service_account",
+                     "default_ttl_seconds_after_finished", "clock_file", "webhook_port", "webhook_token_file",
+                     "webhook_token", "webhook_namespace", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """An empty variable means "not set" (a chart renders unset values as "")."""
+        return None if value == "" else value
+
+    @field_validator("s3_path_style", mode="before")
+    @classmethod
+    def _boolean(cls, value: Any) -> Any:
+        """Empty is false; otherwise one of the usual spellings, or an error saying which to use."""
+        if not isinstance(value, str):
+            return value
+        lowered = value.strip().lower()
+        if lowered in ("", "0", "false", "no", "off"):
+            return False
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        raise ValueError("not a boolean: use true or false")
+
+    @field_validator("aws_region", "log_level", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any, info: Any) -> Any:
+        if value == "":
+            return cls.model_fields[info.field_name].default
+        return value
+
+    @field_validator("output_uri")
+    @classmethod
+    def _storage_uri(cls, value: str) -> str:
+        if not value.startswith(("s3://", "file://")):
+            raise ValueError("use s3://bucket/prefix or file:///path")
+        return value
+
+    @field_validator("watch_namespaces", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @classmethod
+    def load(cls) -> OperatorConfig:
+        """Read the process environment (pydantic-settings' env source); runner.py calls this once."""
+        try:
+            return cls()
+        except ValidationError as error:
+            raise ConfigError(_explain(cls, error)) from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> OperatorConfig:
-        secret = environ.get("CLM_S3_SECRET_NAME", cls.s3_secret_name or "")
-        policy = environ.get("CLM_IMAGE_PULL_POLICY", cls.image_pull_policy)
-        if policy not in ("Always", "IfNotPresent", "Never"):
-            raise ConfigError(f"CLM_IMAGE_PULL_POLICY={policy!r}: use Always, IfNotPresent or Never")
-        output_uri = environ.get("CLM_OUTPUT_URI", DEFAULT_OUTPUT_URI)
-        if not output_uri.startswith(("s3://", "file://")):
-            raise ConfigError(f"CLM_OUTPUT_URI={output_uri!r}: use s3://bucket/prefix or file:///path")
-        return cls(
-            trainer_image=environ.get("CLM_TRAINER_IMAGE", DEFAULT_TRAINER_IMAGE),
-            image_pull_policy=policy,
-            output_uri=output_uri,
-            s3_endpoint_url=environ.get("CLM_S3_ENDPOINT_URL") or None,
-            aws_region=environ.get("AWS_REGION", cls.aws_region) or cls.aws_region,
-            s3_path_style=_bool(environ, "CLM_S3_PATH_STYLE", False),
-            s3_secret_name=secret or None,
-            s3_access_key_id_key=environ.get("CLM_S3_ACCESS_KEY_ID_KEY", cls.s3_access_key_id_key),
-            s3_secret_access_key_key=environ.get("CLM_S3_SECRET_ACCESS_KEY_KEY",
-                                                 cls.s3_secret_access_key_key),
-            trainer_service_account=environ.get("CLM_TRAINER_SERVICE_ACCOUNT") or None,
-            default_ttl_seconds_after_finished=_optional_int(environ, "CLM_JOB_TTL_SECONDS_AFTER_FINISHED"),
-        )
+        """Parse ``environ`` (pure: never reads os.environ). Raises ConfigError naming the variable."""
+        try:
+            return cls.model_validate(dict(environ))
+        except ValidationError as error:
+            raise ConfigError(_explain(cls, error)) from None
+
+    def with_flags(self, **flags: Any) -> OperatorConfig:
+        """A copy with the command-line flags that were given (None: not given) applied and validated."""
+        given = {name: value for name, value in flags.items() if value is not None}
+        if not given:
+            return self
+        try:
+            return type(self).model_validate({**self.model_dump(), **given})
+        except ValidationError as error:
+            raise ConfigError(_explain(type(self), error, flags=True)) from None
+
+    def listen_port(self, flag: int | None = None) -> int:
+        """The webhook's port: CLM_WEBHOOK_PORT, else ``--webhook-port``, else 8443; 0 disables it."""
+        if self.webhook_port is not None:
+            return self.webhook_port
+        return DEFAULT_WEBHOOK_PORT if flag is None else flag
+
+    def expected_webhook_token(self) -> str | None:
+        """The token the webhook requires: the file's content (re-read on every call, so a rotated
+        Secret applies without a restart), else CLM_WEBHOOK_TOKEN; None refuses every request."""
+        if self.webhook_token_file is not None:
+            try:
+                token = self.webhook_token_file.read_text().strip()
+            except OSError:
+                return None
+            return token or None
+        return self.webhook_token.get_secret_value() if self.webhook_token is not None else None
+
+
+def _explain(cls: type[OperatorConfig], error: ValidationError, *, flags: bool = False) -> str:
+    problems = []
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else "?"
+        field = cls.model_fields.get(name)
+        alias = field.validation_alias if field is not None else None
+        if isinstance(alias, str) and not flags:
+            name = alias
+        got = item.get("input")
+        problems.append(f"{name}={got!r}: {item['msg']}")
+    return "; ".join(problems)

@@ -1,4 +1,5 @@
-"""Build the batch/v1 Job that runs the trainer for one TrainingJob (DESIGN.md section 5). Pure.
+"""Build the batch/v1 Job that runs the trainer for one TrainingJob (docs/architecture.md, "Operator and
+trainer"). Pure.
 
 Same TrainingJob + same config -> byte-identical Job: the name is deterministic, so a create after a
 restart answers 409 instead of starting a second run.
@@ -7,6 +8,7 @@ restart answers 409 instead of starting a second run.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from clm_operator import API_VERSION
@@ -37,13 +39,15 @@ def labels_for(training_job_name: str, model_name: str, version: str) -> dict[st
     }
 
 
-def owner_reference(obj: dict[str, Any], kind: str, *, controller: bool = True) -> dict[str, Any]:
+def owner_reference(obj: Mapping[str, Any], kind: str, *, controller: bool = True) -> dict[str, Any]:
+    """The one ownerReference builder: Jobs (owned by their run), ModelVersions and scheduled or alerted
+    runs (owned by their Model)."""
     meta = obj["metadata"]
     return {"apiVersion": API_VERSION, "kind": kind, "name": meta["name"], "uid": meta["uid"],
             "controller": controller, "blockOwnerDeletion": True}
 
 
-def version_of(training_job: dict[str, Any]) -> str:
+def version_of(training_job: Mapping[str, Any]) -> str:
     meta = training_job["metadata"]
     return version_for_training_job(meta["creationTimestamp"], meta["uid"])
 
@@ -110,7 +114,7 @@ def build_job(training_job: dict[str, Any], config: OperatorConfig) -> dict[str,
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        # The trainer never talks to the Kubernetes API (DESIGN.md section 1): no token in the pod.
+        # The trainer never talks to the Kubernetes API (docs/architecture.md): no token in the pod.
         "automountServiceAccountToken": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER,
                             "fsGroup": RUN_AS_USER, "seccompProfile": {"type": "RuntimeDefault"}},

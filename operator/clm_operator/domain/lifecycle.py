@@ -1,49 +1,42 @@
 """Lifecycle state machines: TrainingJob phase and ModelVersion stage, both computed from conditions.
 
 Conditions are the source of truth; ``phase`` and ``stage`` are derived for people and printer columns.
+The condition types are api.conditions' ``TrainingJobCondition`` and ``ModelVersionCondition``.
 
-TrainingJob condition types:
-  ``Accepted``  True once the spec passed validation; False (InvalidSpec, SpecImmutable) fails the run.
-  ``Running``   True while the trainer pod runs.
-  ``Complete``  True when the trainer succeeded and its result was recorded.
-  ``Failed``    True when the run failed (the reason says why: BackoffLimitExceeded, PodFailurePolicy,
-                DeadlineExceeded, ImagePullBackOff, ...).
-  phase: Failed if Failed=True or Accepted=False; Succeeded if Complete=True; Running if Running=True;
-  otherwise Pending.
+TrainingJob phase: Failed if Failed=True or Accepted=False; Succeeded if Complete=True; Running if
+Running=True; otherwise Pending.
 
-ModelVersion condition types:
-  ``Trained``     True: the trainer produced an artifact; False: the run failed (stage Failed).
-  ``Evaluated``   True: the criteria passed; False (CriteriaNotMet): they did not (stage Failed).
-  ``Shadow``      True: runs beside production without serving.
-  ``Production``  True: this version serves (at most one per Model; the Model handler decides).
-  ``Retired``     True: replaced or withdrawn.
-  stage, first match wins: Retired, Production, Shadow, Failed (Trained=False or Evaluated=False),
-  Candidate (Evaluated=True), Training.
+ModelVersion stage, first match wins: Retired, Production, Shadow, Failed (Trained=False or
+Evaluated=False), Candidate (Evaluated=True), Training.
+
+``VersionChange`` is every change of a ModelVersion's status, whoever asks for it (a finished run, the
+Model's policy, a stage repair): ``version_status`` turns it into the status patch, recomputing the
+stage and appending the history entry, so the stage is computed in exactly one place.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from clm_operator.api.conditions import ModelVersionCondition as MVC
+from clm_operator.api.conditions import Reason
+from clm_operator.api.conditions import TrainingJobCondition as TJC
 from clm_operator.api.model_version import Stage
 from clm_operator.api.training_job_status import Phase
-from clm_operator.domain.conditions import is_false, is_true
+from clm_operator.domain.conditions import (
+    FALSE,
+    TRUE,
+    UNKNOWN,
+    ConditionChange,
+    apply_changes,
+    is_false,
+    is_true,
+)
+from clm_operator.domain.effects import MetricChange, MetricOp
 from clm_operator.domain.versioning import format_timestamp
-
-# TrainingJob condition types
-ACCEPTED = "Accepted"
-RUNNING = "Running"
-COMPLETE = "Complete"
-FAILED = "Failed"
-
-# ModelVersion condition types
-TRAINED = "Trained"
-EVALUATED = "Evaluated"
-SHADOW = "Shadow"
-PRODUCTION = "Production"
-RETIRED = "Retired"
 
 STAGE_HISTORY_LIMIT = 100
 
@@ -52,11 +45,11 @@ Conditions = Iterable[Mapping[str, Any]] | None
 
 def training_job_phase(conditions: Conditions) -> Phase:
     conditions = list(conditions or ())
-    if is_true(conditions, FAILED) or is_false(conditions, ACCEPTED):
+    if is_true(conditions, TJC.FAILED) or is_false(conditions, TJC.ACCEPTED):
         return Phase.FAILED
-    if is_true(conditions, COMPLETE):
+    if is_true(conditions, TJC.COMPLETE):
         return Phase.SUCCEEDED
-    if is_true(conditions, RUNNING):
+    if is_true(conditions, TJC.RUNNING):
         return Phase.RUNNING
     return Phase.PENDING
 
@@ -67,20 +60,21 @@ def is_finished(phase: Phase | str) -> bool:
 
 def model_version_stage(conditions: Conditions) -> Stage:
     conditions = list(conditions or ())
-    if is_true(conditions, RETIRED):
+    if is_true(conditions, MVC.RETIRED):
         return Stage.RETIRED
-    if is_true(conditions, PRODUCTION):
+    if is_true(conditions, MVC.PRODUCTION):
         return Stage.PRODUCTION
-    if is_true(conditions, SHADOW):
+    if is_true(conditions, MVC.SHADOW):
         return Stage.SHADOW
-    if is_false(conditions, TRAINED) or is_false(conditions, EVALUATED):
+    if is_false(conditions, MVC.TRAINED) or is_false(conditions, MVC.EVALUATED):
         return Stage.FAILED
-    if is_true(conditions, EVALUATED):
+    if is_true(conditions, MVC.EVALUATED):
         return Stage.CANDIDATE
     return Stage.TRAINING
 
 
-# Allowed stage changes (DESIGN.md section 4). Failed -> Production only with an explicit override.
+# Allowed stage changes (docs/architecture.md, "Lifecycle").
+# Failed -> Production only with an explicit override.
 ALLOWED_TRANSITIONS: dict[Stage, frozenset[Stage]] = {
     Stage.TRAINING: frozenset({Stage.CANDIDATE, Stage.FAILED}),
     Stage.CANDIDATE: frozenset({Stage.SHADOW, Stage.PRODUCTION, Stage.RETIRED}),
@@ -132,3 +126,100 @@ def append_stage_history(history: Iterable[Mapping[str, Any]] | None, from_stage
         return entries
     entries.append(stage_change(from_stage, to_stage, reason=reason, now=now, by=by))
     return entries[-STAGE_HISTORY_LIMIT:]
+
+
+@dataclass(frozen=True)
+class VersionChange:
+    """A change of one ModelVersion's status: fields to set, conditions to set, why (for the history).
+
+    ``if_present`` conditions are set only where the version already has that type (a demotion turns
+    an existing Production=True to False, it does not add Production=False to a version never promoted).
+    """
+
+    why: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    conditions: tuple[ConditionChange, ...] = ()
+    if_present: tuple[ConditionChange, ...] = ()
+    by: str = "clm-operator"
+
+
+def version_status(status: Mapping[str, Any], change: VersionChange, *, generation: int | None,
+                   now: datetime) -> dict[str, Any]:
+    """The ModelVersion status after ``change``: conditions set, stage recomputed, a history entry when the
+    stage moved (or when the stored stage disagrees with the conditions: a repair is recorded too)."""
+    present = {c.get("type") for c in status.get("conditions") or ()}
+    changes = [*change.conditions, *(c for c in change.if_present if c.type in present)]
+    conditions = apply_changes(status.get("conditions"), changes, now=now, observed_generation=generation)
+    before = status.get("stage") or None
+    stage = model_version_stage(conditions)
+    patch: dict[str, Any] = {**change.fields, "conditions": conditions, "stage": str(stage)}
+    if before != stage:
+        patch["stageHistory"] = append_stage_history(status.get("stageHistory"), before, stage,
+                                                     reason=change.why, now=now, by=change.by)
+    if generation is not None:
+        patch["observedGeneration"] = generation
+    return patch
+
+
+# What a policy stage means in conditions: (type set True, types turned False where present).
+_STAGE_CONDITIONS: dict[Stage, tuple[MVC | None, tuple[MVC, ...]]] = {
+    Stage.PRODUCTION: (MVC.PRODUCTION, (MVC.RETIRED, MVC.SHADOW)),
+    Stage.RETIRED: (MVC.RETIRED, (MVC.PRODUCTION, MVC.SHADOW)),
+    Stage.SHADOW: (MVC.SHADOW, (MVC.PRODUCTION, MVC.RETIRED)),
+    Stage.CANDIDATE: (None, (MVC.PRODUCTION, MVC.RETIRED, MVC.SHADOW)),
+}
+
+
+def move_to(stage: Stage | str, reason: str, message: str, *, by: str = "clm-operator") -> VersionChange:
+    """The change that moves a trained version to ``stage`` (Production, Retired, Shadow, Candidate)."""
+    true_type, false_types = _STAGE_CONDITIONS[Stage(stage)]
+    conditions = () if true_type is None else (ConditionChange(true_type, TRUE, reason, message),)
+    return VersionChange(why=reason, conditions=conditions,
+                         if_present=tuple(ConditionChange(t, FALSE, reason, message) for t in false_types),
+                         by=by)
+
+
+def training_started(training_job: str) -> VersionChange:
+    """A new version's first status: Trained=Unknown, stage Training."""
+    return VersionChange(
+        why=f"TrainingJob {training_job} started",
+        conditions=(ConditionChange(MVC.TRAINED, UNKNOWN, Reason.TRAINING,
+                                    f"TrainingJob {training_job} is training this version"),))
+
+
+def stage_repair(status: Mapping[str, Any]) -> VersionChange | None:
+    """A stored stage that disagrees with the conditions (an edit by hand) is recomputed; None if it agrees.
+
+    A version without any status yet is left to the run that creates it.
+    """
+    if not status or not status.get("conditions"):
+        return None
+    if status.get("stage") == model_version_stage(status.get("conditions")):
+        return None
+    return VersionChange(why="stage recomputed from the conditions")
+
+
+@dataclass(frozen=True)
+class VersionDecision:
+    """The ModelVersion reconcile's decision (handlers/model_version.py)."""
+
+    stage: Stage  # what the conditions say (for the stage gauge)
+    repair: VersionChange | None  # a stored stage that disagrees with the conditions
+    clean_up: bool  # deleting with the artifact finalizer: delete its storage prefix, then release it
+    metrics: tuple[MetricChange, ...] = ()
+
+
+def decide_version(mv: Mapping[str, Any], finalizer: str) -> VersionDecision:
+    meta = mv.get("metadata") or {}
+    status = mv.get("status") or {}
+    spec = mv.get("spec") or {}
+    deleting = bool(meta.get("deletionTimestamp"))
+    score = (status.get("evaluation") or {}).get("score")
+    metrics: tuple[MetricChange, ...] = ()
+    if isinstance(score, int | float) and spec.get("version"):
+        labels = {"namespace": str(meta.get("namespace")), "model": str(spec.get("modelName") or ""),
+                  "version": str(spec["version"])}
+        metrics = (MetricChange.of("clm_promotion_score", MetricOp.SET, labels, float(score)),)
+    return VersionDecision(stage=model_version_stage(status.get("conditions")),
+                           repair=None if deleting else stage_repair(status),
+                           clean_up=deleting and finalizer in (meta.get("finalizers") or []), metrics=metrics)

@@ -11,15 +11,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from clm_operator.api.conditions import ModelVersionCondition as MVC
+from clm_operator.api.conditions import Reason
+from clm_operator.api.conditions import TrainingJobCondition as TJC
 from clm_operator.api.metrics import BacktestMetrics, EvaluationResult
 from clm_operator.api.trainer_contract import TrainerResult
-from clm_operator.domain import lifecycle as lc
-from clm_operator.domain.conditions import FALSE, TRUE, set_condition
+from clm_operator.domain.conditions import FALSE, TRUE, ConditionChange, apply_changes
 from clm_operator.domain.jobstatus import JobVerdict, RunState
+from clm_operator.domain.lifecycle import VersionChange
 from clm_operator.domain.versioning import format_timestamp
 
-# (type, status, reason, message) of one condition to set
-ConditionChange = tuple[str, str, str, str]
 _LARGEST = 1.7976931348623157e308
 STATUS_DECIMALS = 4
 
@@ -42,60 +43,55 @@ def finite(value: Any) -> Any:
     return value
 
 
-def _set(conditions: Any, changes: list[ConditionChange], *, generation: int | None,
-         now: datetime) -> list[dict[str, Any]]:
-    current = list(conditions or [])
-    for type_, status, reason, message in changes:
-        current = set_condition(current, type_, status, reason, message, now=now,
-                                observed_generation=generation)
-    return current
+ACCEPTED_VALID = ConditionChange(TJC.ACCEPTED, TRUE, Reason.VALIDATED, "the spec is valid")
 
 
 def rejected(status: Mapping[str, Any], message: str, *, generation: int | None,
              now: datetime) -> dict[str, Any]:
     """Invalid spec: Accepted=False (phase Failed), never retried."""
-    conditions = _set(status.get("conditions"), [(lc.ACCEPTED, FALSE, "InvalidSpec", message)],
-                      generation=generation, now=now)
-    return {"conditions": conditions, "reason": "InvalidSpec", "message": message,
+    conditions = apply_changes(status.get("conditions"),
+                               [ConditionChange(TJC.ACCEPTED, FALSE, Reason.INVALID_SPEC, message)],
+                               now=now, observed_generation=generation)
+    return {"conditions": conditions, "reason": str(Reason.INVALID_SPEC), "message": message,
             "completionTime": format_timestamp(now)}
 
 
 def in_progress(status: Mapping[str, Any], verdict: JobVerdict, *, suspended: bool, generation: int | None,
                 now: datetime) -> dict[str, Any]:
     """Pending or Running: Accepted=True, Running=True/False with the waiting reason."""
-    changes: list[ConditionChange] = [(lc.ACCEPTED, TRUE, "Validated", "the spec is valid")]
+    changes: list[ConditionChange] = [ACCEPTED_VALID]
     patch: dict[str, Any] = {}
     if verdict.state == RunState.RUNNING:
         text = f"pod {verdict.pod_name} is running the trainer"
-        changes.append((lc.RUNNING, TRUE, "TrainerRunning", text))
-        patch.update(reason="Running", message=text,
+        changes.append(ConditionChange(TJC.RUNNING, TRUE, Reason.TRAINER_RUNNING, text))
+        patch.update(reason=str(Reason.RUNNING), message=text,
                      startTime=status.get("startTime") or verdict.started_at or format_timestamp(now))
     else:
-        waiting = verdict.reason or ("Suspended" if suspended else "Pending")
-        text = verdict.message or ("waiting for the Job's queue to admit it" if waiting == "Suspended"
+        waiting = verdict.reason or (Reason.SUSPENDED if suspended else Reason.PENDING)
+        text = verdict.message or ("waiting for the Job's queue to admit it" if waiting == Reason.SUSPENDED
                                    else "waiting for the trainer pod to start")
-        changes.append((lc.RUNNING, FALSE, waiting, text))
-        patch.update(reason=waiting, message=text)
-    patch["conditions"] = _set(status.get("conditions"), changes, generation=generation, now=now)
+        changes.append(ConditionChange(TJC.RUNNING, FALSE, waiting, text))
+        patch.update(reason=str(waiting), message=text)
+    patch["conditions"] = apply_changes(status.get("conditions"), changes, now=now,
+                                        observed_generation=generation)
     return patch
 
 
 def failed(status: Mapping[str, Any], reason: str, message: str, *, generation: int | None,
            now: datetime) -> dict[str, Any]:
-    conditions = _set(status.get("conditions"), [(lc.RUNNING, FALSE, reason, message),
-                                                 (lc.FAILED, TRUE, reason, message)],
-                      generation=generation, now=now)
+    changes = [ConditionChange(TJC.RUNNING, FALSE, reason, message),
+               ConditionChange(TJC.FAILED, TRUE, reason, message)]
+    conditions = apply_changes(status.get("conditions"), changes, now=now, observed_generation=generation)
     return {"conditions": conditions, "reason": reason, "message": message,
             "completionTime": format_timestamp(now)}
 
 
 def succeeded(status: Mapping[str, Any], message: str, *, generation: int | None,
               now: datetime) -> dict[str, Any]:
-    conditions = _set(status.get("conditions"), [(lc.ACCEPTED, TRUE, "Validated", "the spec is valid"),
-                                                 (lc.RUNNING, FALSE, "Completed", "the trainer finished"),
-                                                 (lc.COMPLETE, TRUE, "Trained", message)],
-                      generation=generation, now=now)
-    return {"conditions": conditions, "reason": "Trained", "message": message}
+    changes = [ACCEPTED_VALID, ConditionChange(TJC.RUNNING, FALSE, Reason.COMPLETED, "the trainer finished"),
+               ConditionChange(TJC.COMPLETE, TRUE, Reason.TRAINED, message)]
+    conditions = apply_changes(status.get("conditions"), changes, now=now, observed_generation=generation)
+    return {"conditions": conditions, "reason": str(Reason.TRAINED), "message": message}
 
 
 def metrics_summary(metrics: BacktestMetrics, evaluation: EvaluationResult) -> dict[str, Any]:
@@ -106,9 +102,8 @@ def metrics_summary(metrics: BacktestMetrics, evaluation: EvaluationResult) -> d
                         "passed": evaluation.passed}))
 
 
-def trained_version(result: TrainerResult, evaluation: EvaluationResult) -> tuple[
-        dict[str, Any], list[ConditionChange], str]:
-    """(ModelVersion status fields, conditions to set, why the stage changes) for a finished training."""
+def trained_version(result: TrainerResult, evaluation: EvaluationResult) -> VersionChange:
+    """The ModelVersion change for a finished training: artifact, metrics, verdict (Trained, Evaluated)."""
     if result.artifact is None or result.metrics is None:
         raise ValueError("a trained version needs the result's artifact and metrics")
     fields: dict[str, Any] = {
@@ -123,24 +118,17 @@ def trained_version(result: TrainerResult, evaluation: EvaluationResult) -> tupl
     if result.report_uri:
         fields["reportUri"] = result.report_uri
     failures = "; ".join(evaluation.failed_criteria)
-    changes: list[ConditionChange] = [
-        (lc.TRAINED, TRUE, "Trained", f"artifact {result.artifact.uri} sha256 {result.artifact.sha256}"),
-        (lc.EVALUATED, TRUE, "CriteriaMet", f"passed every criterion; score {evaluation.score:.2f}")
-        if evaluation.passed else (lc.EVALUATED, FALSE, "CriteriaNotMet", failures),
-    ]
-    return fields, changes, "criteria met" if evaluation.passed else f"criteria not met: {failures}"
+    trained = ConditionChange(MVC.TRAINED, TRUE, Reason.TRAINED,
+                              f"artifact {result.artifact.uri} sha256 {result.artifact.sha256}")
+    evaluated = (ConditionChange(MVC.EVALUATED, TRUE, Reason.CRITERIA_MET,
+                                 f"passed every criterion; score {evaluation.score:.2f}")
+                 if evaluation.passed
+                 else ConditionChange(MVC.EVALUATED, FALSE, Reason.CRITERIA_NOT_MET, failures))
+    return VersionChange(why="criteria met" if evaluation.passed else f"criteria not met: {failures}",
+                         fields=fields, conditions=(trained, evaluated))
 
 
-def version_status(status: Mapping[str, Any], fields: Mapping[str, Any], changes: list[ConditionChange],
-                   why: str, *, generation: int | None, now: datetime) -> dict[str, Any]:
-    """The ModelVersion status patch: conditions set, stage recomputed, a history entry when it moved."""
-    conditions = _set(status.get("conditions"), changes, generation=generation, now=now)
-    before = status.get("stage") or None
-    stage = lc.model_version_stage(conditions)
-    patch: dict[str, Any] = {**fields, "conditions": conditions, "stage": str(stage)}
-    if before != stage:
-        patch["stageHistory"] = lc.append_stage_history(status.get("stageHistory"), before, stage,
-                                                        reason=why, now=now)
-    if generation is not None:
-        patch["observedGeneration"] = generation
-    return patch
+def training_failed(reason: str, message: str) -> VersionChange:
+    """The ModelVersion change for a run that produced no model: Trained=False (stage Failed)."""
+    return VersionChange(why=f"training failed: {reason}", fields={"message": message},
+                         conditions=(ConditionChange(MVC.TRAINED, FALSE, reason, message),))

@@ -1,4 +1,6 @@
-"""Which version serves production, and what every other version's stage becomes (DESIGN.md 3 and 4).
+"""Which version serves production, and what every other version's stage becomes.
+
+The rules are in docs/architecture.md ("Which version serves production").
 
 Pure: the handler reads the Model and its ModelVersions, calls ``decide`` and writes what it returns.
 One source of truth: ``spec.productionVersion`` when set (GitOps pin), else the policy's choice, which
@@ -11,20 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from clm_operator.api.conditions import ModelCondition, Reason
 from clm_operator.api.model import PromotionPolicy
 from clm_operator.api.model_version import Stage
-
-# Short names for the stages this module compares against (one definition: api.model_version.Stage).
-TRAINING: str = Stage.TRAINING.value
-SHADOW: str = Stage.SHADOW.value
-CANDIDATE: str = Stage.CANDIDATE.value
-PRODUCTION: str = Stage.PRODUCTION.value
-RETIRED: str = Stage.RETIRED.value
-FAILED: str = Stage.FAILED.value
-
-# Condition types and reasons on the Model written from a Decision.
-PIN_ACCEPTED = "PinAccepted"
-READY = "Ready"
+from clm_operator.domain.conditions import FALSE, TRUE, ConditionChange
 
 
 @dataclass(frozen=True)
@@ -43,20 +35,12 @@ class VersionView:
 
 
 @dataclass(frozen=True)
-class ConditionChange:
-    type: str
-    status: str  # "True" | "False"
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
 class Transition:
     """A change of the production version, for status.history, the Event and the counters."""
 
     from_version: str | None
     to_version: str
-    reason: str  # Promoted | Pinned | RolledBack
+    reason: str  # Reason.PROMOTED | PINNED | ROLLED_BACK
     by: str
     rollback: bool
 
@@ -84,7 +68,7 @@ class ModelState:
 
 def _eligible(v: VersionView) -> bool:
     """May the policy choose this version on its own? Passed its criteria and not retired."""
-    return v.passed is True and v.stage in (CANDIDATE, SHADOW, PRODUCTION)
+    return v.passed is True and v.stage in (Stage.CANDIDATE, Stage.SHADOW, Stage.PRODUCTION)
 
 
 def _best(versions: Sequence[VersionView]) -> VersionView | None:
@@ -109,29 +93,29 @@ def _pin_target(state: ModelState, versions: Sequence[VersionView],
     pinned = _find(versions, state.pin)
     if pinned is None:
         conditions.append(ConditionChange(
-            PIN_ACCEPTED, "False", "PinnedVersionNotFound",
+            ModelCondition.PIN_ACCEPTED, FALSE, Reason.PINNED_VERSION_NOT_FOUND,
             f"spec.productionVersion {state.pin!r} names no ModelVersion of this Model: use a version from "
             f"'kubectl get mv -l clm.dev/model=<model>' or remove the pin"))
         return None
-    if pinned.stage == TRAINING:
+    if pinned.stage == Stage.TRAINING:
         conditions.append(ConditionChange(
-            PIN_ACCEPTED, "False", "PinnedVersionNotReady",
+            ModelCondition.PIN_ACCEPTED, FALSE, Reason.PINNED_VERSION_NOT_READY,
             f"version {pinned.version} is still training; it will serve once it has been evaluated"))
         return None
-    if pinned.stage == FAILED and pinned.passed is None:
+    if pinned.stage == Stage.FAILED and pinned.passed is None:
         conditions.append(ConditionChange(
-            PIN_ACCEPTED, "False", "PinnedVersionNotTrained",
+            ModelCondition.PIN_ACCEPTED, FALSE, Reason.PINNED_VERSION_NOT_TRAINED,
             f"version {pinned.version} has no model: its training failed; pin a trained version"))
         return None
-    failed = pinned.stage == FAILED or pinned.passed is False
+    failed = pinned.stage == Stage.FAILED or pinned.passed is False
     if failed and state.allow_failed not in (pinned.version, pinned.name):
         conditions.append(ConditionChange(
-            PIN_ACCEPTED, "False", "PinnedVersionFailedCriteria",
+            ModelCondition.PIN_ACCEPTED, FALSE, Reason.PINNED_VERSION_FAILED_CRITERIA,
             f"version {pinned.version} failed its promotion criteria and is not promoted; to serve it anyway "
             f"annotate the Model with clm.dev/allow-failed-promotion: \"{pinned.version}\""))
         return None
-    reason = "PinnedFailedVersionOverride" if failed else "PinApplied"
-    conditions.append(ConditionChange(PIN_ACCEPTED, "True", reason,
+    reason = Reason.PINNED_FAILED_VERSION_OVERRIDE if failed else Reason.PIN_APPLIED
+    conditions.append(ConditionChange(ModelCondition.PIN_ACCEPTED, TRUE, reason,
                                       f"version {pinned.version} serves production (pinned)"))
     return pinned
 
@@ -140,12 +124,12 @@ def decide(state: ModelState, versions: Sequence[VersionView]) -> Decision:
     conditions: list[ConditionChange] = []
     current = _find(versions, state.production)
     target: VersionView | None = current
-    reason, by = "Promoted", f"policy {state.policy}"
+    reason, by = Reason.PROMOTED, f"policy {state.policy}"
 
     if state.pin is not None:
         pinned = _pin_target(state, versions, conditions)
         if pinned is not None:
-            target, reason, by = pinned, "Pinned", "spec.productionVersion"
+            target, reason, by = pinned, Reason.PINNED, "spec.productionVersion"
     elif state.policy == PromotionPolicy.AUTO_PRODUCTION:
         best = _best([v for v in versions if _eligible(v)])
         current_score = current.score if current is not None and current.score is not None else -1.0
@@ -157,11 +141,12 @@ def decide(state: ModelState, versions: Sequence[VersionView]) -> Decision:
     previous = state.previous_production
     if target is not None and (current is None or target.version != current.version):
         rollback = target.version in state.past_productions or target.version == state.previous_production
-        if rollback and reason == "Pinned":
-            reason = "RolledBack"
+        if rollback and reason == Reason.PINNED:
+            reason = Reason.ROLLED_BACK
         transition = Transition(
             from_version=current.version if current is not None else state.production,
-            to_version=target.version, reason=reason, by=by, rollback=rollback and reason == "RolledBack")
+            to_version=target.version, reason=reason, by=by,
+            rollback=rollback and reason == Reason.ROLLED_BACK)
         previous = transition.from_version or previous
 
     # When the recorded production's ModelVersion was deleted, target is None: nothing is serving.
@@ -170,11 +155,11 @@ def decide(state: ModelState, versions: Sequence[VersionView]) -> Decision:
     stages: dict[str, str] = {}
     for v in versions:
         if target is not None and v.version == target.version:
-            if v.stage != PRODUCTION:
-                stages[v.name] = PRODUCTION
-        elif v.stage == PRODUCTION:
+            if v.stage != Stage.PRODUCTION:
+                stages[v.name] = Stage.PRODUCTION
+        elif v.stage == Stage.PRODUCTION:
             # Exactly one Production per Model: whatever else claims it has been replaced.
-            stages[v.name] = RETIRED
+            stages[v.name] = Stage.RETIRED
 
     rest = [v for v in versions if _eligible(v) and (target is None or v.version != target.version)
             and v.name not in stages]
@@ -183,21 +168,21 @@ def decide(state: ModelState, versions: Sequence[VersionView]) -> Decision:
     if state.policy == PromotionPolicy.AUTO_SHADOW and best_rest is not None:
         shadow = best_rest.version
     for v in rest:
-        want = SHADOW if v.version == shadow else CANDIDATE
+        want = Stage.SHADOW if v.version == shadow else Stage.CANDIDATE
         if v.stage != want:
             stages[v.name] = want
     candidate = best_rest.version if best_rest is not None else None
 
     if production is not None:
-        conditions.append(ConditionChange(READY, "True", "ProductionServing",
+        conditions.append(ConditionChange(ModelCondition.READY, TRUE, Reason.PRODUCTION_SERVING,
                                           f"version {production} serves production"))
     elif state.policy == PromotionPolicy.MANUAL or state.pin is not None:
         conditions.append(ConditionChange(
-            READY, "False", "NoProductionVersion",
+            ModelCondition.READY, FALSE, Reason.NO_PRODUCTION_VERSION,
             "no version serves production: set spec.productionVersion to a version that passed its criteria"))
     else:
         conditions.append(ConditionChange(
-            READY, "False", "NoProductionVersion",
+            ModelCondition.READY, FALSE, Reason.NO_PRODUCTION_VERSION,
             f"no version serves production yet (policy {state.policy}): "
             "none has passed its promotion criteria, or pin one with spec.productionVersion"))
     return Decision(production=production, previous_production=previous, candidate=candidate,

@@ -1,4 +1,4 @@
-"""Promotion criteria and the promotion score (DESIGN.md section 4).
+"""Promotion criteria and the promotion score (docs/architecture.md section 4).
 
 Used by the trainer (to report its verdict) and by the operator (to decide stages): one implementation.
 """
@@ -40,7 +40,7 @@ def evaluate(metrics: BacktestMetrics, criteria: Criteria) -> EvaluationResult:
          metrics.max_drawdown <= criteria.max_drawdown),
         ("trades", float(metrics.trades), float(criteria.min_trades), metrics.trades >= criteria.min_trades),
     ]
-    if criteria.min_dsr is not None:
+    if criteria.min_dsr > 0:  # 0 switches the criterion off
         checks.append(("dsr", metrics.dsr, criteria.min_dsr, metrics.dsr >= criteria.min_dsr))
     for name, value, threshold, ok in checks:
         if not ok or math.isnan(value):

@@ -1,4 +1,4 @@
-"""Which old ModelVersions to delete (DESIGN.md 3, Model.spec.retention). Pure.
+"""Which old ModelVersions to delete (Model.spec.retention; docs/architecture.md, "Retention"). Pure.
 
 Only Retired and Failed versions are ever pruned, newest kept first. Never a serving or possibly
 serving version (Production, Shadow, Candidate), never one still Training, and never the rollback
@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from clm_operator.domain.policy import FAILED, RETIRED, VersionView
+from clm_operator.api.model_version import Stage
+from clm_operator.domain.policy import VersionView
 
-PRUNABLE_STAGES = frozenset({RETIRED, FAILED})
+PRUNABLE_STAGES = frozenset({Stage.RETIRED, Stage.FAILED})
+# Under artifactDeletionPolicy Delete every ModelVersion carries it: its storage prefix is removed before
+# the object goes (handlers/model_version.py), however it is deleted.
+ARTIFACT_FINALIZER = "clm.dev/artifact-cleanup"
 
 
 def versions_to_delete(versions: Sequence[VersionView], keep: int,

@@ -1,4 +1,5 @@
-"""When a Model's next training run is due, with CronJob's semantics (DESIGN.md 3 and 4). Pure.
+"""When a Model's next training run is due, with CronJob's semantics (docs/architecture.md, "Schedule").
+Pure.
 
 Rules, as batch/v1 CronJob has them:
 - ``suspend`` stops new runs (nothing due, no next time);
@@ -24,6 +25,7 @@ from croniter import croniter
 
 from clm_operator import API_VERSION
 from clm_operator.api.model import ConcurrencyPolicy
+from clm_operator.domain.jobspec import owner_reference
 
 TREE_ALGORITHMS = frozenset({"xgboost", "lightgbm"})
 DEEP_ALGORITHMS = frozenset({"nhits", "patchtst"})
@@ -139,11 +141,20 @@ def triggered_run_name(model_name: str, trigger: str, key: str) -> str:
     return f"{model_name}-{trigger[:1]}{digest}"
 
 
+def trained_versions(phases: list[str]) -> int:
+    """Attempts that trained a version: the Model's TrainingJobs whose phase is Succeeded (a run that
+    failed before evaluating produced no backtest, so it selected nothing)."""
+    return sum(1 for phase in phases if phase == "Succeeded")
+
+
 def training_job_for(model: dict[str, Any], name: str, trigger: str, requested_by: str,
-                     note: str | None = None, scheduled_time: datetime | None = None) -> dict[str, Any]:
+                     note: str | None = None, scheduled_time: datetime | None = None,
+                     prior_trials: int = 0) -> dict[str, Any]:
     """A TrainingJob from the Model's template: modelName set, the Model's promotion criteria copied into
     evaluation.criteria (one set of criteria decides both the run's verdict and promotion), owned by
-    the Model (deleting the Model deletes its runs)."""
+    the Model (deleting the Model deletes its runs). ``prior_trials`` (the versions the Model already
+    trained, ``trained_versions``) goes into evaluation.priorTrials, so the new version's DSR is
+    deflated by every earlier attempt for the Model."""
     meta = model["metadata"]
     spec = model.get("spec", {})
     tj_spec: dict[str, Any] = {k: v for k, v in dict(spec.get("template", {})).items()}
@@ -152,6 +163,7 @@ def training_job_for(model: dict[str, Any], name: str, trigger: str, requested_b
     criteria = (spec.get("promotion") or {}).get("criteria")
     if criteria is not None:
         evaluation["criteria"] = criteria
+    evaluation["priorTrials"] = max(int(prior_trials), int(evaluation.get("priorTrials") or 0))
     tj_spec["evaluation"] = evaluation
     trigger_spec: dict[str, Any] = {"reason": trigger, "requestedBy": requested_by}
     if note:
@@ -165,10 +177,7 @@ def training_job_for(model: dict[str, Any], name: str, trigger: str, requested_b
             "name": name,
             "namespace": meta.get("namespace"),
             "labels": {MODEL_LABEL: meta["name"], TRIGGER_LABEL: trigger},
-            "ownerReferences": [{
-                "apiVersion": API_VERSION, "kind": "Model", "name": meta["name"], "uid": meta["uid"],
-                "controller": True, "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [owner_reference(model, "Model")],
         },
         "spec": tj_spec,
     }

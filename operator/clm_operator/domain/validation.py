@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from clm_operator.api.hyperparameters import HyperparameterError
+from clm_operator.api.model import ModelSpec, validate_model_name
 from clm_operator.api.training_job import TrainingJobSpec
 
 # A model-level message that starts with a dotted field path ("evaluation.embargoBars (3) must ...").
@@ -86,3 +87,20 @@ def summarize(problems: list[SpecProblem], limit: int = 5) -> str:
     shown = "; ".join(str(problem) for problem in problems[:limit])
     more = len(problems) - limit
     return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+def model_problems(model: dict[str, Any]) -> list[SpecProblem]:
+    """What the CRD schema cannot check on a Model: the name's length, the cron syntax, per-algorithm
+    settings of its template."""
+    problems: list[SpecProblem] = []
+    try:
+        validate_model_name(model["metadata"]["name"])
+    except ValueError as error:
+        problems.append(SpecProblem("metadata.name", str(error)))
+    try:
+        ModelSpec.model_validate(model.get("spec") or {})
+    except ValidationError as error:
+        problems += problems_from(error)
+    except HyperparameterError as error:
+        problems.append(SpecProblem(error.field, error.detail))
+    return problems

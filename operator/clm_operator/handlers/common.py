@@ -1,52 +1,86 @@
-"""What every handler shares: the API client, the configuration, per-object locks, Events.
+"""What every handler shares: the API client, the configuration, per-object locks, Events, loggers.
 
-runner.py fills ``RUNTIME`` before kopf starts; handlers read it through ``runtime()``.
+runner.py parses the configuration once and calls ``handlers.register(config)``, which fills ``RUNTIME``
+before kopf starts; handlers read it through ``runtime()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import kopf
+
 from clm_operator import API_VERSION
+from clm_operator.clock import now
+from clm_operator.domain.conditions import ConditionChange, apply_changes
 from clm_operator.domain.config import OperatorConfig
-from clm_operator.k8s import Kube, KubeError
+from clm_operator.domain.effects import Event
+from clm_operator.k8s import Kube, KubeError, custom_path
 from clm_operator.observability.events import event_body
 
 TRAINING_JOBS = "trainingjobs"
 MODEL_VERSIONS = "modelversions"
 MODELS = "models"
 
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+# Our logs are not Kubernetes Events: the reconciles post their own (domain.effects), kopf must not.
+NO_EVENT = {"k8s_skip": True}
+
 log = logging.getLogger("clm_operator.handlers")
 
 
 @dataclass
 class Runtime:
+    config: OperatorConfig
     kube: Kube | None = None
-    config: OperatorConfig = field(default_factory=OperatorConfig)
-    resync_seconds: float = 10.0
-    webhook_port: int = 8443  # handlers/webhook.py serves the Alertmanager webhook here (0: off)
+    webhook_port_flag: int | None = None  # ``clm-operator run --webhook-port``
+    kopf_settings: kopf.OperatorSettings = field(default_factory=kopf.OperatorSettings)
     locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
 
 
-RUNTIME = Runtime()
+RUNTIME: Runtime | None = None
+
+
+def install(config: OperatorConfig, *, kube: Kube | None = None, webhook_port_flag: int | None = None,
+            kopf_settings: kopf.OperatorSettings | None = None) -> Runtime:
+    global RUNTIME
+    RUNTIME = Runtime(config=config, kube=kube, webhook_port_flag=webhook_port_flag,
+                      kopf_settings=kopf_settings or kopf.OperatorSettings())
+    return RUNTIME
+
+
+def current() -> Runtime:
+    if RUNTIME is None:
+        raise RuntimeError("the handlers run only after handlers.register(config) (runner.py calls it)")
+    return RUNTIME
 
 
 def runtime() -> tuple[Kube, OperatorConfig]:
-    if RUNTIME.kube is None:
-        RUNTIME.kube = Kube()
-    return RUNTIME.kube, RUNTIME.config
+    state = current()
+    if state.kube is None:
+        state.kube = Kube()
+    return state.kube, state.config
 
 
 def lock_for(kind: str, namespace: str, name: str) -> asyncio.Lock:
     """One reconcile at a time per object: kopf runs handlers of different resources concurrently."""
+    locks = current().locks
     key = (kind, namespace, name)
-    lock = RUNTIME.locks.get(key)
+    lock = locks.get(key)
     if lock is None:
-        lock = RUNTIME.locks[key] = asyncio.Lock()
+        lock = locks[key] = asyncio.Lock()
     return lock
+
+
+def object_logger(kind: str, namespace: str, name: str) -> Logger:
+    """kopf's per-object logger for an object we reconcile because of another one's event (a Job's)."""
+    body: kopf.RawBody = {"apiVersion": API_VERSION, "kind": kind,
+                          "metadata": {"namespace": namespace, "name": name}}
+    return kopf.ObjectLogger(body=kopf.Body(body), settings=current().kopf_settings)
 
 
 def with_type(obj: dict[str, Any], kind: str, api_version: str = API_VERSION) -> dict[str, Any]:
@@ -55,14 +89,46 @@ def with_type(obj: dict[str, Any], kind: str, api_version: str = API_VERSION) ->
     return obj
 
 
-async def emit(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+async def read(kube: Kube, plural: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """The object as the API server has it now (apiVersion and kind filled in), or None when it is gone."""
+    found = await kube.get(custom_path(plural, namespace, name))
+    return with_type(found, kind) if found is not None else None
+
+
+async def write_status(kube: Kube, plural: str, obj: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    """Merge-patch a TrainingJob's or Model's status with the fields that differ from what was read.
+
+    Each reconcile calls this once per pass with the status its decision computed (ModelVersions are
+    written only by handlers/model_version.py)."""
+    old = obj.get("status") or {}
+    patch = {key: value for key, value in status.items() if old.get(key) != value}
+    if patch:
+        meta = obj["metadata"]
+        await kube.merge_patch(custom_path(plural, meta["namespace"], meta["name"], subresource="status"),
+                               {"status": patch})
+
+
+async def record_condition(kube: Kube, plural: str, namespace: str, name: str,
+                           condition: ConditionChange) -> None:
+    """Set one condition on a TrainingJob or Model (the Permitted=False of a refused call)."""
+    found = await kube.get(custom_path(plural, namespace, name))
+    if found is None:
+        return
+    status = found.get("status") or {}
+    conditions = apply_changes(status.get("conditions"), [condition], now=now(),
+                               observed_generation=found["metadata"].get("generation"))
+    await write_status(kube, plural, found, {**status, "conditions": conditions})
+
+
+async def emit(obj: Mapping[str, Any], event: Event, logger: Logger | None = None) -> None:
     """Post an Event; a failure to post is logged, never fatal for the reconcile."""
     kube, _ = runtime()
     meta = obj.get("metadata", {})
-    log.info("event %s on %s %s", reason, obj.get("kind"), meta.get("name"),
-             extra={"event_reason": reason, "event_type": type_, "object": meta.get("name"),
-                    "namespace": meta.get("namespace"), "kind": obj.get("kind"), "event_message": message})
+    (logger or log).info(f"event {event.reason}: {event.message}",
+                         extra={**NO_EVENT, "event_reason": event.reason, "event_type": event.type,
+                                "kind": obj.get("kind")})
     try:
-        await kube.post_event(event_body(obj, type_, reason, message))
+        await kube.post_event(event_body(dict(obj), event.type, event.reason, event.message))
     except KubeError as error:
-        log.warning("could not post event %s on %s: %s", reason, meta.get("name"), error)
+        (logger or log).warning(f"could not post event {event.reason} on {meta.get('name')}: {error}",
+                                extra=NO_EVENT)

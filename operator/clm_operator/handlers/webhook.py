@@ -1,12 +1,13 @@
-"""The Alertmanager webhook: firing alerts become TrainingJobs (DESIGN.md section 4, triggers).
+"""The Alertmanager webhook: firing alerts become TrainingJobs (docs/architecture.md, "Triggers").
 
 Served by the operator (aiohttp, started from a kopf startup handler) on CLM_WEBHOOK_PORT (default
-8443, plain HTTP behind the Service; TLS is the ingress' or mesh's job) at POST /alertmanager.
+8443, plain HTTP behind the Service; TLS is the ingress' or mesh's job) at POST /alertmanager. Every
+setting comes from OperatorConfig (domain/config.py), parsed once by runner.py.
 
 Authentication: ``Authorization: Bearer <token>``, the token read from the file CLM_WEBHOOK_TOKEN_FILE
 (a mounted Secret; re-read on every request so a rotated Secret applies without a restart) or from
-CLM_WEBHOOK_TOKEN. With neither configured every request is refused: an open endpoint that starts GPU
-jobs is never the default.
+CLM_WEBHOOK_TOKEN (OperatorConfig.expected_webhook_token). With neither configured every request is
+refused: an open endpoint that starts GPU jobs is never the default.
 
 An alert is used when it is firing and labelled ``clm_model`` (plus ``namespace``, else
 CLM_WEBHOOK_NAMESPACE; plus ``clm_trigger`` drift|performance|regime, else derived from ``alertname``).
@@ -25,31 +26,24 @@ import asyncio
 import hmac
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import kopf
 from aiohttp import web
 
 from clm_operator.domain import schedule as schedule_domain
-from clm_operator.domain.lifecycle import is_finished, training_job_phase
-from clm_operator.handlers.common import MODELS, TRAINING_JOBS, emit, runtime
+from clm_operator.domain.effects import NORMAL, Event, EventReason, Subject
+from clm_operator.domain.lifecycle import is_finished
+from clm_operator.domain.model_decision import run_phase
+from clm_operator.handlers.common import MODELS, TRAINING_JOBS, current, emit, runtime
 from clm_operator.k8s import custom_path
-from clm_operator.observability import events
 from clm_operator.observability import metrics as m
 
 log = logging.getLogger("clm_operator.webhook")
 
 PATH = "/alertmanager"
-PORT_ENV = "CLM_WEBHOOK_PORT"
-TOKEN_FILE_ENV = "CLM_WEBHOOK_TOKEN_FILE"
-TOKEN_ENV = "CLM_WEBHOOK_TOKEN"
-NAMESPACE_ENV = "CLM_WEBHOOK_NAMESPACE"
-HOST_ENV = "CLM_WEBHOOK_HOST"
-DEFAULT_PORT = 8443
 TRIGGERS = ("drift", "performance", "regime")
 MAX_BODY = 1024 * 1024
 
@@ -106,7 +100,7 @@ def parse_payload(payload: Any, default_namespace: str | None) -> tuple[list[Ale
             continue
         namespace = labels.get("namespace") or default_namespace
         if not namespace:
-            ignored.append(f"{name}: no namespace label and {NAMESPACE_ENV} is not set")
+            ignored.append(f"{name}: no namespace label and CLM_WEBHOOK_NAMESPACE is not set")
             continue
         trigger = trigger_from(labels)
         if trigger is None:
@@ -127,19 +121,6 @@ def _float(value: Any) -> float | None:
         return None
 
 
-def expected_token(environ: Mapping[str, str] | None = None) -> str | None:
-    env = os.environ if environ is None else environ
-    path = env.get(TOKEN_FILE_ENV)
-    if path:
-        try:
-            token = Path(path).read_text().strip()
-        except OSError:
-            log.error("cannot read the webhook token file %s: refusing every request", path)
-            return None
-        return token or None
-    return env.get(TOKEN_ENV) or None
-
-
 def authorized(header: str | None, token: str | None) -> bool:
     if not token or not header or not header.startswith("Bearer "):
         return False
@@ -149,7 +130,7 @@ def authorized(header: str | None, token: str | None) -> bool:
 Processor = Callable[[list[AlertRequest]], Awaitable[dict[str, list[str]]]]
 
 
-def make_app(process: Processor, token: Callable[[], str | None] = expected_token,
+def make_app(process: Processor, token: Callable[[], str | None],
              default_namespace: str | None = None) -> web.Application:
     async def alertmanager(request: web.Request) -> web.Response:
         if not authorized(request.headers.get("Authorization"), token()):
@@ -188,10 +169,7 @@ _locks: dict[tuple[str, str, str], asyncio.Lock] = {}
 
 
 def _running(tj: dict[str, Any]) -> bool:
-    status = tj.get("status") or {}
-    phase = training_job_phase(status["conditions"]) if status.get("conditions") else \
-        str(status.get("phase") or "Pending")
-    return not is_finished(phase) and not tj["metadata"].get("deletionTimestamp")
+    return not is_finished(run_phase(tj)) and not tj["metadata"].get("deletionTimestamp")
 
 
 async def process_alerts(requests: list[AlertRequest]) -> dict[str, list[str]]:
@@ -224,7 +202,12 @@ async def process_alerts(requests: list[AlertRequest]) -> dict[str, list[str]]:
                 continue
             name = schedule_domain.triggered_run_name(req.model, req.trigger, req.key)
             note = f"alert {req.alertname}" + (f": {req.summary}" if req.summary else "")
-            body = schedule_domain.training_job_for(model, name, req.trigger, "alertmanager", note=note)
+            # Every version the Model already trained counts as a trial for the new one's DSR.
+            runs = [tj for tj in await kube.list(custom_path(TRAINING_JOBS, req.namespace))
+                    if (tj.get("spec") or {}).get("modelName") == req.model]
+            prior = schedule_domain.trained_versions([run_phase(tj) for tj in runs])
+            body = schedule_domain.training_job_for(model, name, req.trigger, "alertmanager", note=note,
+                                                    prior_trials=prior)
             _, created = await kube.create_or_get(custom_path(TRAINING_JOBS, req.namespace), body)
             if not created:
                 outcome["deduplicated"].append(f"{req.namespace}/{name}")
@@ -232,8 +215,8 @@ async def process_alerts(requests: list[AlertRequest]) -> dict[str, list[str]]:
             outcome["accepted"].append(f"{req.namespace}/{name}")
             model.setdefault("apiVersion", body["apiVersion"])
             model.setdefault("kind", "Model")
-            await emit(model, events.NORMAL, events.TRAINING_JOB_CREATED,
-                       f"{req.trigger} alert {req.alertname} started run {name}")
+            await emit(model, Event(Subject.MODEL, NORMAL, EventReason.TRAINING_JOB_CREATED,
+                                    f"{req.trigger} alert {req.alertname} started run {name}"))
     return outcome
 
 
@@ -244,47 +227,35 @@ async def process_alerts(requests: list[AlertRequest]) -> dict[str, list[str]]:
 _runner: web.AppRunner | None = None
 
 
-def webhook_port(environ: Mapping[str, str] | None = None, flag: int | None = None) -> int:
-    """CLM_WEBHOOK_PORT when set, else ``clm-operator run --webhook-port``, else 8443; 0 disables."""
-    env = os.environ if environ is None else environ
-    raw = env.get(PORT_ENV) or str(DEFAULT_PORT if flag is None else flag)
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ValueError(f"{PORT_ENV}={raw!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{PORT_ENV}={raw!r} must be between 0 and 65535")
-    return port
-
-
-@kopf.on.startup()
 async def start_webhook(logger: kopf.Logger, **_: Any) -> None:
+    """kopf startup handler (registered by handlers/__init__.py): serve the webhook beside the reconciles."""
     global _runner
-    from clm_operator.handlers.common import RUNTIME
-
-    port = webhook_port(flag=getattr(RUNTIME, "webhook_port", None))
+    state = current()
+    config = state.config
+    port = config.listen_port(state.webhook_port_flag)
     if port == 0:
         logger.info("Alertmanager webhook disabled (port 0)")
         return
-    if expected_token() is None:
-        logger.warning(f"webhook: neither {TOKEN_FILE_ENV} nor {TOKEN_ENV} is set: every request gets 401")
-    app = make_app(process_alerts, default_namespace=os.environ.get(NAMESPACE_ENV) or None)
+    if config.expected_webhook_token() is None:
+        logger.warning("webhook: neither CLM_WEBHOOK_TOKEN_FILE nor CLM_WEBHOOK_TOKEN is set: every request "
+                       "gets 401")
+    app = make_app(process_alerts, token=config.expected_webhook_token,
+                   default_namespace=config.webhook_namespace)
     _runner = web.AppRunner(app, access_log=None)
     await _runner.setup()
-    site = web.TCPSite(_runner, os.environ.get(HOST_ENV, "0.0.0.0"), port)
+    site = web.TCPSite(_runner, config.webhook_host, port)
     try:
         await site.start()
     except OSError as error:
         # The reconciles matter more than the webhook: keep the operator running, say so loudly.
         logger.error(f"Alertmanager webhook NOT serving: cannot listen on port {port} ({error}); "
-                     f"set --webhook-port or {PORT_ENV} to a free port")
+                     "set --webhook-port or CLM_WEBHOOK_PORT to a free port")
         await _runner.cleanup()
         _runner = None
         return
     logger.info(f"Alertmanager webhook listening on :{port}{PATH}")
 
 
-@kopf.on.cleanup()
 async def stop_webhook(**_: Any) -> None:
     global _runner
     if _runner is not None:

@@ -1,4 +1,4 @@
-"""Kubernetes Events on our resources (reasons of DESIGN.md section 4).
+"""Kubernetes Events on our resources (the reasons are domain.effects.EventReason).
 
 Event names are derived from the object, the reason and the message, so an operator that repeats a
 reconcile after a restart re-posts the same Event name and the API server's 409 deduplicates it.
@@ -13,17 +13,6 @@ from typing import Any
 from clm_operator.clock import now
 from clm_operator.domain.versioning import format_timestamp
 
-TRAINING_JOB_CREATED = "TrainingJobCreated"
-MODEL_TRAINED = "ModelTrained"
-MODEL_EVALUATED = "ModelEvaluated"
-MODEL_PROMOTED = "ModelPromoted"
-MODEL_ROLLED_BACK = "ModelRolledBack"
-TRAINING_FAILED = "TrainingFailed"
-INVALID_SPEC = "InvalidSpec"
-SPEC_IMMUTABLE = "SpecImmutable"
-
-NORMAL = "Normal"
-WARNING = "Warning"
 COMPONENT = "clm-operator"
 _MESSAGE_LIMIT = 1024
 

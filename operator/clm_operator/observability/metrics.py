@@ -15,9 +15,13 @@ from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from clm_operator.api.model_version import Stage
+from clm_operator.api.training_job_status import Phase
+from clm_operator.domain.effects import MetricChange, MetricOp
+
 KINDS = ("TrainingJob", "ModelVersion", "Model")
-PHASES = ("Pending", "Running", "Succeeded", "Failed")
-STAGES = ("Training", "Shadow", "Candidate", "Production", "Retired", "Failed")
+PHASES = tuple(str(phase) for phase in Phase)
+STAGES = tuple(str(stage) for stage in Stage)
 WEBHOOK_RESULTS = ("accepted", "unauthorized", "malformed", "ignored", "deduplicated")
 
 RECONCILES = Counter("clm_reconciles_total", "Reconciles by kind and outcome", ["kind", "result"])
@@ -50,9 +54,18 @@ NEXT_SCHEDULE = Gauge("clm_model_next_schedule_timestamp_seconds",
 WEBHOOK_REQUESTS = Counter("clm_webhook_requests_total", "Alertmanager webhook requests by result",
                            ["result"])
 
+# What a decision may change (domain/effects.py names them by their exposed name).
+_BY_NAME: dict[str, Counter | Gauge | Histogram] = {
+    "clm_training_job_failures_total": TRAINING_JOB_FAILURES,
+    "clm_training_duration_seconds": TRAINING_DURATION,
+    "clm_promotions_total": PROMOTIONS,
+    "clm_rollbacks_total": ROLLBACKS,
+    "clm_promotion_score": PROMOTION_SCORE,
+    "clm_last_successful_training_timestamp_seconds": LAST_SUCCESSFUL_TRAINING,
+    "clm_model_next_schedule_timestamp_seconds": NEXT_SCHEDULE,
+}
+
 _lock = threading.Lock()
-_training_jobs: dict[tuple[str, str], str] = {}
-_model_versions: dict[tuple[str, str], tuple[str, str]] = {}
 
 
 def _initialise() -> None:
@@ -79,7 +92,7 @@ def reconcile(kind: str, *, count_error: bool = True) -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        RECONCILE_ERRORS.labels(kind=kind, reason=getattr(error, "metric_reason", type(error).__name__)).inc()
+        RECONCILE_ERRORS.labels(kind=kind, reason=error_reason(error)).inc()
         if count_error:
             RECONCILES.labels(kind=kind, result="error").inc()
         raise
@@ -89,56 +102,104 @@ def reconcile(kind: str, *, count_error: bool = True) -> Iterator[None]:
         RECONCILE_DURATION.labels(kind=kind).observe(time.perf_counter() - started)
 
 
+def error_reason(error: BaseException) -> str:
+    """The ``reason`` label of an error: the API's reason for an API error (Conflict, Forbidden, ...),
+    else the exception's type."""
+    return str(getattr(error, "metric_reason", type(error).__name__))
+
+
+class _StateIndex:
+    """How many objects are in which state, as a gauge: label values are the group, then the state.
+
+    A state (or a whole group) that emptied drops to 0 rather than vanishing: alerts divide by these.
+    """
+
+    def __init__(self, gauge: Gauge, states: tuple[str, ...]) -> None:
+        self._gauge = gauge
+        self._states = states
+        self._items: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {}
+
+    def observe(self, key: tuple[str, str], group: tuple[str, ...], state: str) -> None:
+        with _lock:
+            self._items[key] = (group, state)
+            self._refresh()
+
+    def forget(self, key: tuple[str, str]) -> None:
+        with _lock:
+            self._items.pop(key, None)
+            self._refresh()
+
+    def _refresh(self) -> None:
+        groups = {group for group, _ in self._items.values()}
+        groups |= {labels[:-1] for labels in _gauge_keys(self._gauge)}
+        counts = {(*group, state): 0 for group in groups for state in self._states}
+        for group, state in self._items.values():
+            counts[(*group, state)] = counts.get((*group, state), 0) + 1
+        for labels, count in counts.items():
+            self._gauge.labels(*labels).set(count)
+
+
+_training_jobs = _StateIndex(TRAINING_JOBS, PHASES)
+_model_versions = _StateIndex(MODEL_VERSIONS, STAGES)
+
+
 def observe_training_job(namespace: str, name: str, phase: str) -> None:
-    with _lock:
-        _training_jobs[(namespace, name)] = phase
-        _refresh_training_jobs()
+    _training_jobs.observe((namespace, name), (namespace,), str(phase))
 
 
 def forget_training_job(namespace: str, name: str) -> None:
-    with _lock:
-        _training_jobs.pop((namespace, name), None)
-        _refresh_training_jobs()
-
-
-def _refresh_training_jobs() -> None:
-    counts: dict[tuple[str, str], int] = {}
-    namespaces = {ns for ns, _ in _training_jobs} | {labels[0] for labels in _gauge_keys(TRAINING_JOBS)}
-    for namespace in namespaces:
-        for phase in PHASES:
-            counts[(namespace, phase)] = 0
-    for (namespace, _), phase in _training_jobs.items():
-        counts[(namespace, phase)] = counts.get((namespace, phase), 0) + 1
-    for (namespace, phase), count in counts.items():
-        TRAINING_JOBS.labels(namespace=namespace, phase=phase).set(count)
+    _training_jobs.forget((namespace, name))
 
 
 def observe_model_version(namespace: str, name: str, model: str, stage: str) -> None:
-    with _lock:
-        _model_versions[(namespace, name)] = (model, stage)
-        _refresh_model_versions()
+    _model_versions.observe((namespace, name), (namespace, model), str(stage))
 
 
 def forget_model_version(namespace: str, name: str) -> None:
-    with _lock:
-        _model_versions.pop((namespace, name), None)
-        _refresh_model_versions()
-
-
-def _refresh_model_versions() -> None:
-    counts: dict[tuple[str, str, str], int] = {}
-    models = {(ns, model) for (ns, _), (model, _) in _model_versions.items()}
-    models |= {(labels[0], labels[1]) for labels in _gauge_keys(MODEL_VERSIONS)}
-    for namespace, model in models:
-        for stage in STAGES:
-            counts[(namespace, model, stage)] = 0
-    for (namespace, _), (model, stage) in _model_versions.items():
-        counts[(namespace, model, stage)] = counts.get((namespace, model, stage), 0) + 1
-    for (namespace, model, stage), count in counts.items():
-        MODEL_VERSIONS.labels(namespace=namespace, model=model, stage=stage).set(count)
+    _model_versions.forget((namespace, name))
 
 
 def _gauge_keys(gauge: Gauge) -> list[tuple[str, ...]]:
     """Label values of the series a gauge already has (so a phase that emptied drops to 0)."""
     return [tuple(sample.labels[name] for name in gauge._labelnames)
             for metric in gauge.collect() for sample in metric.samples]
+
+
+def apply(change: MetricChange) -> None:
+    """Apply one metric change a decision asked for (an unknown metric name is a programming error)."""
+    metric = _BY_NAME[change.metric]
+    labels = dict(change.labels)
+    if change.op == MetricOp.REMOVE:
+        try:
+            metric.remove(*(labels[name] for name in metric._labelnames))
+        except KeyError:
+            pass
+    elif change.op == MetricOp.INC and isinstance(metric, Counter):
+        metric.labels(**labels).inc(change.value)
+    elif change.op == MetricOp.SET and isinstance(metric, Gauge):
+        metric.labels(**labels).set(change.value)
+    elif change.op == MetricOp.OBSERVE and isinstance(metric, Histogram):
+        metric.labels(**labels).observe(change.value)
+    else:
+        raise ValueError(f"{change.op} does not apply to {change.metric}")
+
+
+def set_production_version(namespace: str, model: str, production: str | None) -> None:
+    """``clm_model_production_version_info`` 1 for exactly the serving version, and
+    ``clm_model_has_production``."""
+    for labels in _gauge_keys(PRODUCTION_VERSION_INFO):
+        if labels[0] == namespace and labels[1] == model and labels[2] != production:
+            PRODUCTION_VERSION_INFO.remove(*labels)
+    if production:
+        PRODUCTION_VERSION_INFO.labels(namespace=namespace, model=model, version=production).set(1)
+    MODEL_HAS_PRODUCTION.labels(namespace=namespace, model=model).set(1 if production else 0)
+
+
+def forget_model(namespace: str, model: str) -> None:
+    """A deleted Model leaves no series behind."""
+    set_production_version(namespace, model, None)
+    for gauge in (MODEL_HAS_PRODUCTION, NEXT_SCHEDULE):
+        try:
+            gauge.remove(namespace, model)
+        except KeyError:
+            pass

@@ -1,7 +1,8 @@
-"""``clm-operator sandbox``: the local cluster with the operator, until Ctrl-C.
+"""``clm-operator sandbox``: the local cluster (a real control plane, the node agent, S3) with the
+operator installed by its Helm chart, until Ctrl-C.
 
-Prints the kubeconfig to use (``export KUBECONFIG=...``); ``--ready-file`` writes a JSON summary (kubeconfig,
-API URL, S3 endpoint) once everything is up, for scripts that wait on it.
+Prints the kubeconfig to use (``export KUBECONFIG=...``: the admin, ``system:masters``); ``--ready-file``
+writes a JSON summary (kubeconfig, API URL, S3 endpoint) once everything is up, for scripts that wait on it.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--image",
         action="append",
         default=[],
-        help="an image that exists in the sandbox's local registry (repeatable); the trainer "
-        "image and any image ending in :local always exist",
+        help="an image the node agent runs like the trainer image (its command from this venv's PATH; "
+        "repeatable); any other image fails to pull",
     )
     parser.add_argument("--max-parallel", type=int, default=2, help="pods run at once (default 2)")
     parser.add_argument("--no-operator", action="store_true", help="do not start the operator")
@@ -36,13 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--clock-file",
         type=Path,
         default=None,
-        help="pass CLM_CLOCK_FILE to the operator (a controllable 'now' for schedules)",
+        help="pass CLM_CLOCK_FILE to the operator (a controllable 'now' for schedules; not under /tmp, "
+        "which the operator's pod mounts an emptyDir over)",
     )
     parser.add_argument(
         "--workdir",
         type=Path,
         default=None,
-        help="where the kubeconfig, logs and pod scratch space go (default: a temp dir)",
+        help="where the kubeconfig, certificates, etcd data, logs and pods go (default: a new directory "
+        "under /var/tmp)",
     )
     parser.add_argument(
         "--ready-file", type=Path, default=None, help="write a JSON summary here once the sandbox is up"
@@ -75,6 +78,7 @@ def main(args: argparse.Namespace) -> int:
         clock_file=args.clock_file,
         workdir=args.workdir,
     )
+    status = 0
     with sandbox:
         summary = {
             "kubeconfig": str(sandbox.kubeconfig),
@@ -82,10 +86,12 @@ def main(args: argparse.Namespace) -> int:
             "namespace": args.namespace,
             "s3EndpointUrl": sandbox.s3.endpoint_url if sandbox.s3 is not None else None,
             "operatorLog": str(sandbox.operator_log) if not args.no_operator else None,
+            "logs": str(sandbox.controlplane.logs),
             "operatorMetricsPort": sandbox.metrics_port if not args.no_operator else None,
             "operatorWebhookPort": sandbox.webhook_port if not args.no_operator else None,
         }
-        print(f"sandbox API server: {sandbox.url}", flush=True)
+        print(f"sandbox API server: {sandbox.url} (logs of every component: {sandbox.controlplane.logs})",
+              flush=True)
         if summary["s3EndpointUrl"]:
             print(f"S3 endpoint: {summary['s3EndpointUrl']}", flush=True)
         if summary["operatorLog"]:
@@ -96,12 +102,11 @@ def main(args: argparse.Namespace) -> int:
             args.ready_file.write_text(json.dumps(summary, indent=2))
         print("running; Ctrl-C to stop", flush=True)
         while not stop.wait(1.0):
-            process = sandbox.operator_process
-            if process is not None and process.poll() is not None:
-                print(
-                    f"the operator exited with {process.returncode}; see {sandbox.operator_log}", flush=True
-                )
-                sandbox.operator_process = None
+            exited = sandbox.exited_component()
+            if exited is not None:
+                print(f"{exited} exited; see {sandbox.controlplane.logs}", flush=True)
+                status = 1
+                break
     if args.ready_file is not None:
         args.ready_file.unlink(missing_ok=True)
-    return 0
+    return status

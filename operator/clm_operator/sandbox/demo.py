@@ -1,6 +1,7 @@
 """``clm-operator demo``: the whole loop on this machine, no cluster needed.
 
-Starts the sandbox (API server, Job executor, S3, the operator), applies ``examples/*.yaml`` with the real
+Starts the sandbox (a real control plane - etcd, kube-apiserver, kube-controller-manager -, the node agent,
+S3, and the operator installed by its Helm chart), applies ``examples/*.yaml`` with the real
 kubectl, waits until every TrainingJob has finished and a Model serves a production version (progress
 lines while waiting, a timeout), prints ``kubectl get tj,mv,mdl`` and ``kubectl clm status``, and stops
 everything. Market data named by an example's ``s3://bucket/key`` dataset is uploaded from the repository's
@@ -100,7 +101,8 @@ def main(args: argparse.Namespace) -> int:
         _say(f"no manifests in {args.examples_dir}: nothing to demo")
         return 1
     docs = _documents(examples)
-    _say("starting the sandbox (API server, Job executor, S3 server, operator)...")
+    _say("starting the sandbox (etcd, kube-apiserver, kube-controller-manager, node agent, S3, "
+         "helm install of the operator)...")
     with Sandbox(operator=True, s3=True, max_parallel=args.max_parallel) as sandbox:
         _say(f"API server {sandbox.url}; export KUBECONFIG={sandbox.kubeconfig}")
         for namespace in sorted({str((d.get("metadata") or {}).get("namespace") or "default") for d in docs}):
@@ -119,9 +121,9 @@ def main(args: argparse.Namespace) -> int:
                 last = line
             if done:
                 break
-            process = sandbox.operator_process
-            if process is not None and process.poll() is not None:
-                _say(f"the operator exited with {process.returncode}:\n{sandbox.operator_logs()[-3000:]}")
+            exited = sandbox.exited_component()
+            if exited is not None:
+                _say(f"{exited} exited; logs in {sandbox.controlplane.logs}")
                 break
             time.sleep(2.0)
         if not done:

@@ -15,6 +15,7 @@ REGISTRY: dict[str, str] = {
     "lightgbm": "clm_trainer.models.trees:LightGBMTrainer",
     "nhits": "clm_trainer.models.nhits:NHiTSTrainer",
     "patchtst": "clm_trainer.models.patchtst:PatchTSTTrainer",
+    "ppo": "clm_trainer.models.ppo:PPOTrainer",
 }
 
 

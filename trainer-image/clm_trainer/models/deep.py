@@ -15,9 +15,11 @@ horizon moves", so ``evaluation.signalThreshold`` means the same for every asset
 (0.1 = a forecast of a tenth of a typical move). Rows without a full input window score 0 (flat).
 
 Training windows are the rows ``t`` of ``train_idx`` whose whole target ``t+1 .. t+H`` also lies in
-``train_idx``: a window never learns from a label that reaches into the test block. Early stopping
-watches the last ``validationFraction`` of those windows in time order, with ``H`` windows dropped
-between the two parts so no training label overlaps a validation label.
+``train_idx``: a window never learns from a label that reaches into the test block. With
+``maxTrainWindows`` (the CPU budget sets it, ``clm_trainer.models.budget``) only that many of them
+are used, evenly spaced over the training rows with the latest kept. Early stopping watches the last
+``validationFraction`` of the windows in time order, with ``H`` windows dropped between the two parts
+so no training label overlaps a validation label.
 
 Artifact: ``model.pt`` holds ``torch.save(state_dict)`` (tensors only, loadable with
 ``weights_only=True``) and ``config.json`` the architecture, the normalisation and the score scale.
@@ -48,6 +50,7 @@ from torch import nn
 
 from clm_trainer.data import DataError
 from clm_trainer.models.base import DeviceChoice, SeriesData
+from clm_trainer.models.budget import Budget
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +71,14 @@ _H = TypeVar("_H", bound=CamelModel)
 
 
 def as_hyperparameters(model: type[_H], given: CamelModel | None) -> _H:
-    """The typed hyperparameters of this algorithm, from its own model, another CamelModel or None."""
+    """The typed hyperparameters of this algorithm, from its own model, another CamelModel or None.
+
+    Only the keys ``given`` sets are carried over, so the training budget still sees which are unset.
+    """
     if isinstance(given, model):
         return given
-    parsed: _H = model.model_validate(given.model_dump(by_alias=True) if given is not None else {})
+    values = given.model_dump(by_alias=True, exclude_unset=True) if given is not None else {}
+    parsed: _H = model.model_validate(values)
     return parsed
 
 
@@ -96,6 +103,7 @@ class TrainingConfig:
     mixed_precision: bool = True
     loss: str = "mse"
     gradient_clip_norm: float = 1.0
+    max_train_windows: int | None = None
 
     @classmethod
     def from_hyperparameters(cls, hp: CamelModel) -> TrainingConfig:
@@ -132,14 +140,15 @@ class TrainingLog:
 def torch_threads() -> int:
     """A fixed thread count: results on CPU depend on it, so it never floats with the machine's load.
 
-    ``CLM_TORCH_THREADS`` wins; else the trainer's own rule (``CLM_NUM_THREADS``, the CPU limit).
+    ``CLM_TORCH_THREADS`` wins; else 1. One thread, not the pod's CPU count: intra-op parallelism on
+    these small batches gains little on a quiet node and costs a lot on a shared one (threads spin at
+    OpenMP barriers): on the shared 2-core machine two threads trained PatchTST 11x slower than one
+    (bench/README.md). Set ``CLM_TORCH_THREADS`` for a large CPU node with the cores to itself.
     """
     configured = os.environ.get("CLM_TORCH_THREADS", "")
     if configured.isdigit() and int(configured) > 0:
         return int(configured)
-    from clm_trainer.device import thread_count  # noqa: PLC0415 - the pipeline's module, optional here
-
-    return thread_count()
+    return 1
 
 
 @contextlib.contextmanager
@@ -227,6 +236,15 @@ def training_window_ends(n: int, train_idx: np.ndarray, input_size: int, horizon
     targets_in_train = (count[t + horizon + 1] - count[t + 1]) == horizon
     ends: np.ndarray = t[targets_in_train]
     return ends
+
+
+def spread_windows(ends: np.ndarray, limit: int | None) -> np.ndarray:
+    """At most ``limit`` of ``ends``, evenly spaced (every k-th counted back from the latest), in order."""
+    if limit is None or len(ends) <= limit:
+        return ends
+    stride = -(-len(ends) // limit)  # ceil: never more than `limit`
+    kept: np.ndarray = ends[::-1][::stride][::-1]
+    return kept
 
 
 def prediction_window_ends(idx: np.ndarray, input_size: int, first_valid: int = 0) -> np.ndarray:
@@ -404,8 +422,14 @@ class DeepForecastTrainer:
     artifact_format: str = ARTIFACT_FORMAT
     first_valid = 1  # r[0] is a placeholder
 
-    def __init__(self, hyperparameters: CamelModel, seed: int, device: DeviceChoice) -> None:
+    outputs_positions: ClassVar[bool] = False  # scores, turned into positions by the position layer
+
+    def __init__(self, hyperparameters: CamelModel, seed: int, device: DeviceChoice,
+                 budget: Budget | None = None) -> None:
+        """``hyperparameters`` are the budgeted ones (``models.budget.apply_budget``); ``budget`` says so."""
         self.hyperparameters = hyperparameters
+        self.budget_record = budget
+        self.budget: dict[str, Any] | None = budget.to_wire() if budget is not None else None
         self.seed = int(seed)
         self.device_choice = device
         self.device = resolve_device(device)
@@ -431,7 +455,7 @@ class DeepForecastTrainer:
         series = np.asarray(series, dtype=np.float64)
         self.horizon = int(horizon)
         self.input_size = self.input_size_for(self.horizon)
-        ends = training_window_ends(len(series), train_idx, self.input_size, self.horizon, first_valid)
+        ends = self._training_ends(len(series), train_idx, first_valid)
         if len(ends) == 0:
             raise DeepTrainingError(
                 "spec.hyperparameters",
@@ -456,9 +480,16 @@ class DeepForecastTrainer:
                 gap=self.horizon)
         module.to(self.device).eval()
         self.module = module
-        log.info("%s trained: device=%s epochs=%d best_epoch=%d windows=%d", self.algorithm, self.device,
-                 self.training_log.epochs, self.training_log.best_epoch, len(ends))
+        budget = self.budget_record
+        log.info("%s trained: device=%s epochs=%d best_epoch=%d windows=%d budget=%s (%s) %s", self.algorithm,
+                 self.device, self.training_log.epochs, self.training_log.best_epoch, len(ends),
+                 budget.name if budget else "-", budget.reason if budget else "",
+                 budget.settings if budget else "")
         return self.training_log
+
+    def _training_ends(self, n: int, train_idx: np.ndarray, first_valid: int) -> np.ndarray:
+        ends = training_window_ends(n, train_idx, self.input_size, self.horizon, first_valid)
+        return spread_windows(ends, self.training.max_train_windows)
 
     def forecast_series(self, series: np.ndarray, idx: np.ndarray, first_valid: int = 0) -> np.ndarray:
         """Forecasts (len(idx), H) in the series' units; NaN rows where no full window exists."""
@@ -478,7 +509,7 @@ class DeepForecastTrainer:
     def fit(self, data: SeriesData, train_idx: np.ndarray) -> None:
         series = log_returns(data.bars["close"].to_numpy())
         self.fit_series(series, train_idx, data.horizon_bars, first_valid=self.first_valid)
-        ends = training_window_ends(len(series), train_idx, self.input_size, self.horizon, self.first_valid)
+        ends = self._training_ends(len(series), train_idx, self.first_valid)
         horizon_moves = window_targets(series, ends, self.horizon).sum(axis=1)
         scale = float(np.std(horizon_moves))
         self.score_scale = scale if scale > 0 else 1.0
@@ -511,6 +542,7 @@ class DeepForecastTrainer:
             "score": {"definition": "sum(forecast[t+1..t+H]) / scale", "scale": self.score_scale},
             "hyperparameters": self.hyperparameters.to_wire(),
             "seed": self.seed,
+            "budget": self.budget,
             "torchVersion": torch.__version__,
             # No timings or device here: the same run must write the same bytes (retries compare them).
             "training": self.training_log.summary() if self.training_log else None,

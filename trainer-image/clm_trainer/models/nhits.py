@@ -31,6 +31,7 @@ from clm_operator.api.hyperparameters import NHiTSHyperparameters
 from torch import nn
 
 from clm_trainer.models.base import DeviceChoice
+from clm_trainer.models.budget import apply_budget
 from clm_trainer.models.deep import DeepForecastTrainer, as_hyperparameters, interpolate_knots
 
 
@@ -89,8 +90,10 @@ class NHiTSTrainer(DeepForecastTrainer):
     algorithm = "nhits"
 
     def __init__(self, hyperparameters: CamelModel | None, seed: int, device: DeviceChoice) -> None:
-        self.hp: NHiTSHyperparameters = as_hyperparameters(NHiTSHyperparameters, hyperparameters)
-        super().__init__(self.hp, seed, device)
+        given = as_hyperparameters(NHiTSHyperparameters, hyperparameters)
+        self.hp: NHiTSHyperparameters
+        self.hp, budget = apply_budget(self.algorithm, given, device)
+        super().__init__(self.hp, seed, device, budget)
 
     def input_size_for(self, horizon: int) -> int:
         if self.hp.input_size is not None:

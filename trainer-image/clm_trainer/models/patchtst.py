@@ -31,6 +31,7 @@ from clm_operator.api.hyperparameters import PatchTSTHyperparameters
 from torch import nn
 
 from clm_trainer.models.base import DeviceChoice
+from clm_trainer.models.budget import apply_budget
 from clm_trainer.models.deep import DeepForecastTrainer, as_hyperparameters
 
 
@@ -146,8 +147,10 @@ class PatchTSTTrainer(DeepForecastTrainer):
     algorithm = "patchtst"
 
     def __init__(self, hyperparameters: CamelModel | None, seed: int, device: DeviceChoice) -> None:
-        self.hp: PatchTSTHyperparameters = as_hyperparameters(PatchTSTHyperparameters, hyperparameters)
-        super().__init__(self.hp, seed, device)
+        given = as_hyperparameters(PatchTSTHyperparameters, hyperparameters)
+        self.hp: PatchTSTHyperparameters
+        self.hp, budget = apply_budget(self.algorithm, given, device)
+        super().__init__(self.hp, seed, device, budget)
 
     def input_size_for(self, horizon: int) -> int:
         return int(self.hp.input_size)

@@ -13,7 +13,7 @@ Artifacts are the libraries' own portable formats (XGBoost UBJSON, LightGBM text
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 from clm_operator.api.common import CamelModel
@@ -32,6 +32,8 @@ class _BoostedTrees(Generic[HyperparametersT]):
     artifact_format: str
     artifact_name: str
     hyperparameter_type: type[HyperparametersT]
+    outputs_positions: ClassVar[bool] = False  # scores, turned into positions by the position layer
+    budget: dict[str, Any] | None = None  # trees need no training budget: they are fast on any CPU
 
     def __init__(self, hyperparameters: CamelModel, seed: int, device: DeviceChoice) -> None:
         if not isinstance(hyperparameters, self.hyperparameter_type):
