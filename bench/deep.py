@@ -112,15 +112,16 @@ def ppo_speed(timesteps: int, rows: int) -> dict[str, Any]:
             "load_average": os.getloadavg()[0]}
 
 
-def ppo_seeds(seeds: list[int], algorithms: list[str]) -> list[dict[str, Any]]:
+def ppo_seeds(seeds: list[int], algorithms: list[str],
+              kinds: list[str] | None = None) -> list[dict[str, Any]]:
     from clm_operator.api.training_job import TrainingJobSpec
     from clm_trainer.data import load_dataset
     from clm_trainer.pipeline import evaluate_walk_forward
 
     rows = []
     for algorithm in algorithms:
-        kinds = ["planted", "random_walk"] if algorithm == "ppo" else ["planted"]
-        for kind in kinds:
+        wanted = kinds or (["planted", "random_walk"] if algorithm == "ppo" else ["planted"])
+        for kind in wanted:
             for seed in seeds:
                 spec = TrainingJobSpec.model_validate({
                     "modelName": "bench", "algorithm": algorithm,
@@ -147,10 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--rows", type=int, default=10_000)
         sub.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
         sub.add_argument("--algorithms", nargs="+", default=["ppo", "xgboost", "lightgbm"])
+        sub.add_argument("--kinds", nargs="+", choices=["planted", "random_walk"], default=None,
+                         help="default: both for ppo, planted for the others")
         sub.add_argument("--json", type=Path, default=None)
         options = sub.parse_args(argv[1:])
         result: Any = (ppo_speed(options.timesteps, options.rows) if argv[0] == "ppo-speed"
-                       else ppo_seeds(options.seeds, options.algorithms))
+                       else ppo_seeds(options.seeds, options.algorithms, options.kinds))
         print(json.dumps(result, indent=2))
         if options.json:
             options.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -13,7 +13,7 @@ pip_install() {
 }
 .venv/bin/python -c 'import torch' 2>/dev/null || pip_install "torch==2.13.0"
 pip_install -e ".[trainer,dev]"
-.venv/bin/python -c 'import clm_operator, clm_trainer, xgboost, kopf, kmock' # fails loudly if the install did not
+.venv/bin/python -c 'import clm_operator, clm_trainer, xgboost, kopf, cryptography' # fails loudly if the install did not
 PYTHON=.venv/bin/python scripts/install-k8s-tools.sh >/dev/null
 # The sandbox's control plane (etcd, kube-apiserver, kube-controller-manager) from the Go modules pinned in
 # controlplane/, built once per machine into ~/.cache/clm-operator (the first build takes a while).

@@ -113,6 +113,12 @@ def openapi_to_json_schema(node: dict[str, Any]) -> dict[str, Any]:
             out["type"] = ["integer", "string"]
         if n.get("nullable") and "type" in out and isinstance(out["type"], str):
             out["type"] = [out["type"], "null"]
+        # OpenAPI v3.0 (what CRDs use) writes exclusiveMinimum/Maximum as booleans beside minimum/maximum;
+        # JSON Schema 2020-12 wants the bound itself there.
+        for flag, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if isinstance(out.get(flag), bool):
+                if out.pop(flag) and bound in out:
+                    out[flag] = out.pop(bound)
         if (
             out.get("type") == "object"
             and "properties" in out

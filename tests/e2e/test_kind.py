@@ -152,7 +152,7 @@ def test_training_job_succeeds_and_records_a_model_version(namespace: str) -> No
             "modelName": "e2e-planted",
             "algorithm": "xgboost",
             "dataset": {
-                "uri": "builtin:synthetic?kind=planted&strength=1.5&regime=50&seed=7&bars=3000",
+                "uri": "builtin:synthetic?kind=planted&strength=1.5&regime=50&seed=7&bars=4500",
                 "symbol": "SYNTH",
                 "timeframe": "1h",
             },

@@ -73,7 +73,7 @@ def training_job(name: str, **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "modelName": "btc-xgb",
         "algorithm": "xgboost",
-        "dataset": {"uri": "builtin:synthetic?kind=planted&strength=1.5&regime=50&seed=7&bars=3000",
+        "dataset": {"uri": "builtin:synthetic?kind=planted&strength=1.5&regime=50&seed=7&bars=4500",
                     "symbol": "BTCUSDT"},
         "hyperparameters": {"nEstimators": 40, "maxDepth": 3},
         "target": {"horizonBars": 1},  # the strong 50-bar regimes: a 1-bar target trades them often

@@ -95,7 +95,7 @@ def test_a_window_too_long_for_the_data_is_a_permanent_error(tmp_path: Path,
 
     spec = spec_for("patchtst", "planted", 1).model_dump(by_alias=True, mode="json")
     spec["dataset"]["uri"] = f"builtin:synthetic?kind=planted{STRONG}&seed=1&bars=400"
-    spec["hyperparameters"] = {**SMALL["patchtst"], "inputSize": 200}
+    spec["hyperparameters"] = {**SMALL["patchtst"], "inputSize": 400}  # as long as the whole series
     termination = tmp_path / "termination-log"
     code = main(["run", "--spec-json", json.dumps(spec), "--output", (tmp_path / "out").as_uri(),
                  "--termination-log", str(termination)])

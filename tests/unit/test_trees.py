@@ -108,7 +108,7 @@ def test_wrong_hyperparameter_model_is_rejected() -> None:
 def test_registry_resolves_tree_models_and_rejects_unknown() -> None:
     assert trainer_factory("xgboost") is XGBoostTrainer
     assert trainer_factory("lightgbm") is LightGBMTrainer
-    assert set(REGISTRY) == {"xgboost", "lightgbm", "nhits", "patchtst"}
+    assert set(REGISTRY) == {"xgboost", "lightgbm", "nhits", "patchtst", "ppo"}
     with pytest.raises(UnknownAlgorithmError) as info:
         trainer_factory("random-forest")
     assert info.value.field == "spec.algorithm" and "xgboost" in str(info.value)

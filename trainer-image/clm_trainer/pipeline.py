@@ -13,6 +13,7 @@ written again (exit 2). Files without a manifest are the remains of an attempt t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -42,7 +43,7 @@ from clm_trainer.device import choose_device, thread_count
 from clm_trainer.features import FeatureError, build_series
 from clm_trainer.manifest import build_manifest, to_json_bytes
 from clm_trainer.models import trainer_factory
-from clm_trainer.models.base import DeviceChoice, ModelTrainer, SeriesData
+from clm_trainer.models.base import DeviceChoice, ModelTrainer, SeriesData, TradingTerms
 from clm_trainer.positions import (
     FLAT,
     RuleChoice,
@@ -173,7 +174,7 @@ def run_pipeline(spec: TrainingJobSpec, options: RunOptions) -> RunOutcome:
         final = ev.make_model()
         final.fit(data, rows)
         importance = final.feature_importance()
-        info.update(rows=int(rows.size))
+        info.update(rows=int(rows.size), budget=getattr(final, "budget", None))
 
     with tempfile.TemporaryDirectory(prefix="clm-artifact-") as tmp, step("upload", durations) as info:
         main_file = final.save(Path(tmp))
@@ -228,6 +229,7 @@ def run_pipeline(spec: TrainingJobSpec, options: RunOptions) -> RunOutcome:
         artifact=artifact.to_wire(), files={**files}, durations=durations,
         device={"kind": device.kind, "reason": device.reason}, dataset_summary=summary.to_wire(),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    manifest["budget"] = getattr(final, "budget", None)  # which training budget applied, and why
     with step("manifest", durations, uri=manifest_uri):
         _put_verified(storage, f"{prefix}/{MANIFEST_NAME}", to_json_bytes(manifest), "application/json")
 
@@ -427,6 +429,10 @@ def evaluate_walk_forward(spec: TrainingJobSpec, bars: pd.DataFrame,
     with step("features", durations) as info:
         try:
             data = build_series(bars, spec.features, spec.target)
+            costs = spec.evaluation.costs
+            # what a position-output model (PPO) learns under: the run's own costs and short rule
+            data = dataclasses.replace(data, trading=TradingTerms(costs.fee_bps, costs.slippage_bps,
+                                                                  spec.evaluation.allow_short))
         except FeatureError as exc:
             raise TrainerFailure(ExitCode.PERMANENT, "BadData", str(exc), exc.field) from exc
         info.update(features=len(data.feature_names), rows=data.features.shape[0],

@@ -28,9 +28,9 @@ the benchmark a model is compared with.
 Defaults: ``bars=35040`` (4 years of hourly bars), ``vol=0.005`` (0.5 % per hour, ~47 % a year, as
 BTC/USDT), ``strength=0.08`` (a drift of 4 bps per hour, 0.08 vol), ``regime=400`` bars (~17 days).
 With these the forward filter behind the default position layer (volatility-sized to 10 % a year,
-entry/exit chosen per fold on validation bars) nets an annual Sharpe ratio of about 3 after the
-default 15 bps per unit traded, on the test bars of a default walk-forward: median ~3.2 over seeds
-0-9, single seeds 2.3-4.6 (tests/integration/test_trainer_honesty.py checks the median is in 2-4).
+entry/exit chosen per fold on validation bars) nets an annual Sharpe ratio of about 3.5 after the
+default 15 bps per unit traded, on the test bars of a default walk-forward: median ~3.5 over seeds
+0-9, single seeds 2.5-4.7 (tests/integration/test_trainer_honesty.py checks the median is in 2-4).
 ``strength=0.05`` is the "weaker planted" variant: the filter nets about 1-1.5 (same test).
 
 Why 35040 bars: a default walk-forward tests the last 70 % of the usable bars, ~24,400 bars or

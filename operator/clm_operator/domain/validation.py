@@ -14,14 +14,14 @@ from pydantic import ValidationError
 
 from clm_operator.api.hyperparameters import HyperparameterError
 from clm_operator.api.model import ModelSpec, validate_model_name
-from clm_operator.api.training_job import TrainingJobSpec
+from clm_operator.api.training_job import Algorithm, TrainingJobSpec
 
 # A model-level message that starts with a dotted field path ("evaluation.embargoBars (3) must ...").
 _LEADING_FIELD = re.compile(r"^([a-z][A-Za-z0-9]*(?:\.[a-z][A-Za-z0-9]*)+)\b")
 
 _FIXES: dict[str, str] = {
     "spec.modelName": "set it to the name of the Model this run trains for (a DNS label)",
-    "spec.algorithm": "use one of: xgboost, lightgbm, nhits, patchtst",
+    "spec.algorithm": "use one of: " + ", ".join(algorithm.value for algorithm in Algorithm),
     "spec.dataset": "set dataset.uri (s3://..., file://... or builtin:...) and dataset.symbol",
 }
 

@@ -1,4 +1,5 @@
-"""The sandbox: the real operator in a real Kubernetes control plane on this machine (docs/architecture.md section 8).
+"""The sandbox: the real operator in a real Kubernetes control plane on this machine
+(docs/architecture.md section 8).
 
 Pieces: ``controlplane.py`` (etcd, kube-apiserver with RBAC and PodSecurity, kube-controller-manager: the
 binaries scripts/build-controlplane.sh builds from ``controlplane/``; certificates from ``certs.py``),

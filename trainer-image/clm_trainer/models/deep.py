@@ -554,11 +554,12 @@ class DeepForecastTrainer:
 # ----------------------------------------------------------------------------- loading and scoring
 
 
-def read_config(directory: Path) -> dict[str, Any]:
+def read_config(directory: Path, expected_format: str = CONFIG_FORMAT) -> dict[str, Any]:
+    """``config.json`` of an artifact directory, refused unless its ``format`` is ``expected_format``."""
     config = json.loads((Path(directory) / CONFIG_FILE).read_text())
-    if config.get("format") != CONFIG_FORMAT:
+    if config.get("format") != expected_format:
         raise ValueError(f"{directory}/{CONFIG_FILE}: format {config.get('format')!r}, "
-                         f"expected {CONFIG_FORMAT}")
+                         f"expected {expected_format}")
     return cast(dict[str, Any], config)
 
 

@@ -76,6 +76,7 @@ from clm_trainer.models.deep import (
     as_hyperparameters,
     deterministic_torch,
     fixed_threads,
+    read_config,
     resolve_device,
     torch_threads,
 )
@@ -472,17 +473,9 @@ def _env_factory(episodes: list[Episode], actions: tuple[float, ...], clip: floa
 # ----------------------------------------------------------------------------- loading
 
 
-def read_config(directory: Path) -> dict[str, Any]:
-    config = json.loads((Path(directory) / CONFIG_FILE).read_text())
-    if config.get("format") != CONFIG_FORMAT:
-        raise ValueError(f"{directory}/{CONFIG_FILE}: format {config.get('format')!r}, "
-                         f"expected {CONFIG_FORMAT}")
-    return cast(dict[str, Any], config)
-
-
 def load_policy(directory: Path, map_location: str = "cpu") -> TradingPolicy:
     """Rebuild the trading policy from ``config.json`` and load ``policy.pt`` with ``weights_only=True``."""
-    config = read_config(directory)
+    config = read_config(directory, CONFIG_FORMAT)
     norm = config["normalisation"]
     normaliser = Normaliser(mean=np.asarray(norm["mean"], dtype=np.float64),
                             std=np.asarray(norm["std"], dtype=np.float64), clip=float(norm["clip"]))
