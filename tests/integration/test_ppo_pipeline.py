@@ -59,6 +59,7 @@ def test_ppo_trades_a_planted_signal_at_a_profit_after_costs(tmp_path: Path, see
     assert all(fold == {"chosen": "trainer outputs positions"} for fold in layer)
     config = json.loads((version_dir / CONFIG_FILE).read_text())
     assert config["budget"]["name"] == "cpu" and config["budget"]["settings"] == {}  # totalTimesteps given
+    assert manifest["budget"] == config["budget"]  # the manifest says which budget applied, and why
     # The shipped policy, rebuilt without the trainer, holds the side of the planted regime far more
     # often than chance on the bars it saw last.
     planted = generate(parse_synthetic_uri(uri("planted", seed)))
