@@ -529,8 +529,7 @@ class DeepForecastTrainer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         weights = directory / WEIGHTS_FILE
-        state = {k: v.detach().to("cpu").clone() for k, v in self.module.state_dict().items()}
-        torch.save(state, weights)
+        write_state_dict(self.module, weights)
         config = {
             "format": CONFIG_FORMAT,
             "algorithm": self.algorithm,
@@ -552,6 +551,12 @@ class DeepForecastTrainer:
 
 
 # ----------------------------------------------------------------------------- loading and scoring
+
+
+def write_state_dict(module: nn.Module, path: Path) -> None:
+    """The module's weights as a plain CPU ``state_dict`` of tensors (never pickled objects), so that
+    ``torch.load(..., weights_only=True)`` reads it back; shared by every torch artifact."""
+    torch.save({k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}, path)
 
 
 def read_config(directory: Path, expected_format: str = CONFIG_FORMAT) -> dict[str, Any]:

@@ -79,6 +79,7 @@ from clm_trainer.models.deep import (
     read_config,
     resolve_device,
     torch_threads,
+    write_state_dict,
 )
 
 log = logging.getLogger(__name__)
@@ -437,8 +438,7 @@ class PPOTrainer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         weights = directory / WEIGHTS_FILE
-        state = {k: v.detach().to("cpu").clone() for k, v in trained.policy.state_dict().items()}
-        torch.save(state, weights)
+        write_state_dict(trained.policy, weights)
         config = {
             "format": CONFIG_FORMAT,
             "algorithm": self.algorithm,
