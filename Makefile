@@ -44,7 +44,7 @@ argocd-health: ## regenerate deploy/argocd/argocd-cm-health.yaml from deploy/arg
 
 constraints: ## re-pin the image dependencies to the versions in .venv
 	{ sed -n '1,3p' deploy/images/constraints.txt; \
-	  $(VENV)/bin/pip freeze --exclude-editable | sed 's/+cpu$$//' | grep -v '^clm-operator'; } > deploy/images/constraints.txt.new
+	  $(VENV)/bin/pip freeze --exclude-editable | sed 's/+cpu$$//' | grep -v '^clm-'; } > deploy/images/constraints.txt.new
 	mv deploy/images/constraints.txt.new deploy/images/constraints.txt
 
 kind-up: ## create the kind cluster of kind-config.yaml (context kind-clm)

@@ -12,8 +12,9 @@ the rollout collection and the gradient updates together, as the trainer runs th
 
 ``ppo-seeds``: the default walk-forward (``pipeline.evaluate_walk_forward``, every spec field at its
 default) of each algorithm on ``builtin:synthetic?kind=planted&seed=S`` and, for PPO, on
-``kind=random_walk&seed=S``: net Sharpe, trades, DSR, whether the criteria passed, and the forward-filter
-benchmark on the same bars.
+``kind=random_walk&seed=S``: net Sharpe, trades, max drawdown, DSR, whether the criteria passed (and
+which failed), and the forward-filter benchmark on the same bars. Every series parameter is the builtin
+default (``clm_trainer.synthetic``, whose docstring gives them); each row is printed as it finishes.
 
 Both models with their default (paper-like) hyperparameters, horizon 24: N-HiTS reads 5 x 24 = 120
 bars, PatchTST 96 bars (12 patches). The windows are random numbers: speed does not depend on
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from clm_operator.api.hyperparameters import NHiTSHyperparameters, PatchTSTHyperparameters
+from clm_contract.hyperparameters import NHiTSHyperparameters, PatchTSTHyperparameters
 from clm_trainer.models.base import DeviceChoice
 from clm_trainer.models.deep import (
     DeepForecastTrainer,
@@ -89,8 +90,8 @@ def bench_model(name: str, trainer: DeepForecastTrainer, windows: int, batch: in
 
 
 def ppo_speed(timesteps: int, rows: int) -> dict[str, Any]:
-    from clm_operator.api.hyperparameters import validate_hyperparameters
-    from clm_operator.api.training_job import FeaturesSpec, TargetSpec
+    from clm_contract.hyperparameters import validate_hyperparameters
+    from clm_contract.training_job import FeaturesSpec, TargetSpec
     from clm_trainer.features import build_series
     from clm_trainer.models.deep import torch_threads
     from clm_trainer.models.ppo import PPOTrainer
@@ -114,7 +115,7 @@ def ppo_speed(timesteps: int, rows: int) -> dict[str, Any]:
 
 def ppo_seeds(seeds: list[int], algorithms: list[str],
               kinds: list[str] | None = None) -> list[dict[str, Any]]:
-    from clm_operator.api.training_job import TrainingJobSpec
+    from clm_contract.training_job import TrainingJobSpec
     from clm_trainer.data import load_dataset
     from clm_trainer.pipeline import evaluate_walk_forward
 
@@ -133,6 +134,7 @@ def ppo_seeds(seeds: list[int], algorithms: list[str],
                 row = {"algorithm": algorithm, "kind": kind, "seed": seed, "sharpe": round(m.sharpe, 2),
                        "trades": m.trades, "max_drawdown": round(m.max_drawdown, 3), "dsr": round(m.dsr, 3),
                        "passed": outcome.evaluation.passed,
+                       "failed_criteria": outcome.evaluation.failed_criteria,
                        "filter_sharpe": None if benchmark is None else round(benchmark, 2),
                        "wall_s": round(time.perf_counter() - started, 1)}
                 print(json.dumps(row), flush=True)

@@ -5,4 +5,4 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 export PATH="$root/.tools/bin:$root/.venv/bin:$PATH"
-exec .venv/bin/clm-operator demo "$@"
+exec .venv/bin/clm-sandbox demo "$@"

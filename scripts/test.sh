@@ -5,6 +5,6 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 export PATH="$root/.tools/bin:$PATH"
-.venv/bin/ruff check operator trainer-image tests bench
+.venv/bin/ruff check contract operator trainer-image sandbox tests bench
 .venv/bin/mypy
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

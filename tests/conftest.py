@@ -1,6 +1,3 @@
-"""Shared fixtures live in tests/fixtures/*, one module per real component they start."""
+"""The shared fixtures live in tests/support/fixtures.py (built with tests/support/cluster.py)."""
 
-pytest_plugins = [
-    "tests.fixtures.s3",
-    "tests.fixtures.sandbox",
-]
+pytest_plugins = ["tests.support.fixtures"]

@@ -1,9 +1,6 @@
 """clm-operator: continuous learning for trading models, as a Kubernetes operator.
 
-Importing this package (or ``clm_operator.api`` / ``clm_operator.domain``) must stay free of kopf and
-Kubernetes imports: the trainer image imports the API models and the promotion maths from here.
+The resource models and the trainer contract live in ``clm_contract``; this package holds the operator
+(domain logic, kopf handlers, observability, the kubectl plugin). ``clm_operator.domain`` stays free of
+kopf and Kubernetes imports.
 """
-
-GROUP = "clm.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"

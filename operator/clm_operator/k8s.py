@@ -11,10 +11,9 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from clm_contract import GROUP, VERSION
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-
-from clm_operator import GROUP, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
 

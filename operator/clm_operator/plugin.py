@@ -22,8 +22,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from clm_operator import GROUP, VERSION
-from clm_operator.domain.schedule import training_job_for, triggered_run_name
+from clm_contract import GROUP, VERSION
+
+from clm_operator.domain.model_decision import run_phase
+from clm_operator.domain.schedule import trained_versions, training_job_for, triggered_run_name
+from clm_operator.domain.validation import model_problems, summarize
 
 MODELS = "models"
 MODEL_VERSIONS = "modelversions"
@@ -213,6 +216,11 @@ class Cluster:
                             GROUP, VERSION, self.namespace, MODEL_VERSIONS)
         return [mv for mv in listed.get("items", []) if (mv.get("spec") or {}).get("modelName") == model]
 
+    def training_jobs(self, model: str) -> list[dict[str, Any]]:
+        listed = self._call("TrainingJobs", self.api.list_namespaced_custom_object,
+                            GROUP, VERSION, self.namespace, TRAINING_JOBS)
+        return [tj for tj in listed.get("items", []) if (tj.get("spec") or {}).get("modelName") == model]
+
     def pin(self, model: str, version: str) -> None:
         self._call(f"Model {model!r}", self.api.patch_namespaced_custom_object,
                    GROUP, VERSION, self.namespace, MODELS, model, {"spec": {"productionVersion": version}},
@@ -225,6 +233,23 @@ class Cluster:
         return result
 
 
+def refuse_unaccepted(model: dict[str, Any]) -> None:
+    """A run of a Model the operator does not accept would never be recorded by it: refuse to start one.
+
+    The spec is checked here with the operator's own rules (domain/validation.py), so a Model just applied
+    is refused before the operator has looked at it; its Accepted=False condition is honoured too.
+    """
+    name = model["metadata"]["name"]
+    problems = model_problems(model)
+    if problems:
+        raise PluginError(f"Model {name!r} is not valid ({summarize(problems)}): fix its spec; no run was "
+                          "started")
+    for condition in (model.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Accepted" and condition.get("status") == "False":
+            raise PluginError(f"Model {name!r} is not Accepted by the operator ({condition.get('reason')}: "
+                              f"{condition.get('message')}): fix its spec; no run was started")
+
+
 def _requested_by() -> str:
     try:
         return f"kubectl-clm ({getpass.getuser()})"
@@ -235,8 +260,11 @@ def _requested_by() -> str:
 def run(args: argparse.Namespace, cluster: Cluster, now: datetime) -> str:
     model = cluster.model(args.model)
     if args.command == "train":
+        refuse_unaccepted(model)
         name = triggered_run_name(args.model, "manual", uuid.uuid4().hex)
-        body = training_job_for(model, name, "manual", _requested_by(), note=args.note)
+        # every version the Model already trained is a trial of this one's DSR, as for scheduled runs
+        prior = trained_versions([run_phase(tj) for tj in cluster.training_jobs(args.model)])
+        body = training_job_for(model, name, "manual", _requested_by(), note=args.note, prior_trials=prior)
         body["metadata"]["namespace"] = cluster.namespace
         cluster.create_training_job(body)
         return f"trainingjob.{GROUP}/{name} created for Model {args.model}"

@@ -23,9 +23,12 @@ Environment: every setting is parsed once, before the handlers are registered, i
                                                           (secretKeyRef only; empty: pod identity)
   CLM_S3_ACCESS_KEY_ID_KEY [AWS_ACCESS_KEY_ID], CLM_S3_SECRET_ACCESS_KEY_KEY [AWS_SECRET_ACCESS_KEY]
   CLM_TRAINER_SERVICE_ACCOUNT [unset], CLM_JOB_TTL_SECONDS_AFTER_FINISHED [unset]
+  CLM_ALLOWED_IMAGE_PREFIXES [unset: any image]           comma-separated prefixes spec.image must have
+  CLM_ALLOW_RUN_TOLERATIONS [true], CLM_ALLOW_RUN_PRIORITY_CLASS [true]  may a run set them
   CLM_WATCH_NAMESPACES [unset]                            comma-separated, like repeated --namespace
   CLM_RESYNC_SECONDS [10], CLM_SCHEDULE_INTERVAL_SECONDS [30]  the TrainingJob and Model timers
-  CLM_WEBHOOK_PORT [unset: the flag], CLM_WEBHOOK_HOST [0.0.0.0], CLM_WEBHOOK_NAMESPACE [unset]
+  CLM_BIND_ADDRESS [0.0.0.0]                              address of /metrics, /healthz (and the webhook)
+  CLM_WEBHOOK_PORT [unset: the flag], CLM_WEBHOOK_HOST [CLM_BIND_ADDRESS], CLM_WEBHOOK_NAMESPACE [unset]
   CLM_WEBHOOK_TOKEN_FILE / CLM_WEBHOOK_TOKEN [unset: every webhook request is refused]
   CLM_CLOCK_FILE [unset]                                  a controllable "now" for tests (clock.py)
   KUBECONFIG / in-cluster service account                 how the operator reaches the API server
@@ -85,6 +88,11 @@ def settings() -> kopf.OperatorSettings:
     return configured
 
 
+def _host(address: str) -> str:
+    """An address as the host part of a URL (an IPv6 literal in brackets)."""
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
 def namespaces_from(args: argparse.Namespace, config: OperatorConfig | None = None) -> list[str]:
     if args.all_namespaces:
         return []
@@ -115,15 +123,16 @@ def main(args: argparse.Namespace) -> int:
 
     if args.metrics_port:
         try:
-            start_http_server(args.metrics_port)
+            start_http_server(args.metrics_port, addr=config.bind_address)
         except OSError as error:
             print(f"clm-operator: cannot serve /metrics on port {args.metrics_port}: {error}; "
                   "pick a free port with --metrics-port (0 disables)", file=sys.stderr)
             return 2
     namespaces = namespaces_from(args, config)
-    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    liveness = f"http://{_host(config.bind_address)}:{args.health_port}/healthz" if args.health_port else None
     log.info("starting", extra={"namespaces": namespaces or "all", "metrics_port": args.metrics_port,
-                                "health_port": args.health_port, "output_uri": config.output_uri,
+                                "health_port": args.health_port, "bind_address": config.bind_address,
+                                "output_uri": config.output_uri,
                                 "trainer_image": config.trainer_image,
                                 "resync_seconds": config.resync_seconds})
     asyncio.run(kopf.operator(

@@ -333,7 +333,7 @@ def test_models_application_syncs_valid_models() -> None:
 
 def test_models_validate_with_the_operators_own_model() -> None:
     """Beyond the CRD schema: the pydantic model (cron, hyperparameters per algorithm) accepts them."""
-    from clm_operator.api.model import ModelSpec
+    from clm_contract.model import ModelSpec
 
     for file in sorted((ROOT / "deploy" / "models").glob("*.yaml")):
         for doc in load_yaml_docs(file):
@@ -360,7 +360,7 @@ def _conditions(types: tuple[str, ...], states: tuple[str | None, ...]) -> list[
 
 
 def test_training_job_health_agrees_with_the_operators_phase() -> None:
-    from clm_operator.api.conditions import TrainingJobCondition as TJC
+    from clm_contract.conditions import TrainingJobCondition as TJC
     from clm_operator.domain.lifecycle import training_job_phase
 
     types = (TJC.ACCEPTED, TJC.RUNNING, TJC.COMPLETE, TJC.FAILED)
@@ -379,7 +379,7 @@ def test_training_job_health_agrees_with_the_operators_phase() -> None:
 
 
 def test_model_version_health_agrees_with_the_operators_stage() -> None:
-    from clm_operator.api.conditions import ModelVersionCondition as MVC
+    from clm_contract.conditions import ModelVersionCondition as MVC
     from clm_operator.domain.lifecycle import model_version_stage
 
     types = (MVC.TRAINED, MVC.EVALUATED, MVC.SHADOW, MVC.PRODUCTION, MVC.RETIRED)

@@ -36,8 +36,13 @@ ALLOWED = {
 }
 
 
+# People's access, not the operator's (tests/chart/test_user_roles.py).
+USER_ROLES = {"clm-viewer", "clm-editor"}
+
+
 def _rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [rule for o in objects if o["kind"] in ("Role", "ClusterRole") for rule in o["rules"]]
+    return [rule for o in objects if o["kind"] in ("Role", "ClusterRole")
+            and o["metadata"]["name"] not in USER_ROLES for rule in o["rules"]]
 
 
 def _grants(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
@@ -94,6 +99,7 @@ def test_default_install_is_cluster_wide() -> None:
     assert {o["metadata"]["name"] for o in find(objects, "ClusterRole")} == {
         "clm-clm-operator",
         "clm-clm-operator-crds",
+        *USER_ROLES,
     }
     binding = find(objects, "ClusterRoleBinding", "clm-clm-operator")[0]
     assert binding["subjects"] == [
@@ -110,7 +116,7 @@ def test_namespaced_mode_grants_roles_only_in_watched_namespaces() -> None:
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["research", "trading"]
     assert sorted(b["metadata"]["namespace"] for b in find(objects, "RoleBinding")) == ["research", "trading"]
     # Cluster-wide only the CRD read access kopf needs; our kinds, Jobs and Pods only per namespace.
-    (cluster_role,) = find(objects, "ClusterRole")
+    (cluster_role,) = [o for o in find(objects, "ClusterRole") if o["metadata"]["name"] not in USER_ROLES]
     assert _grants(cluster_role["rules"]) == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}
     }

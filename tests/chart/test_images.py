@@ -51,6 +51,24 @@ def final_stage(path: Path) -> list[tuple[str, str]]:
     return steps[last_from:]
 
 
+def copied_sources(path: Path) -> list[str]:
+    """What the Dockerfile COPYs from the build context (not from another stage)."""
+    sources: list[str] = []
+    for word, rest in instructions(path):
+        if word == "COPY" and not rest.startswith("--from"):
+            sources += rest.split()[:-1]
+    return sources
+
+
+def installed_distributions(path: Path) -> list[str]:
+    """The local distributions its ``pip install`` lines name (``./contract``...)."""
+    names: list[str] = []
+    for word, rest in instructions(path):
+        if word == "RUN" and "pip install" in rest:
+            names += [arg.strip('"') for arg in rest.split() if arg.strip('"').startswith("./")]
+    return names
+
+
 def dockerignore_includes(relative: str) -> bool:
     """Docker's rule: the last matching pattern of .dockerignore decides; `!` re-includes."""
     included = True
@@ -91,14 +109,10 @@ def test_python_packages_are_installed_with_the_constraints(path: Path) -> None:
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: str(Path(p).relative_to(ROOT)))
 def test_everything_copied_exists_and_is_in_the_build_context(path: Path) -> None:
-    for word, rest in instructions(path):
-        if word != "COPY" or rest.startswith("--from"):
-            continue
-        *sources, _destination = rest.split()
-        for source in sources:
-            assert (ROOT / source).exists(), f"{path.name}: COPY {source}: no such path"
-            probe = source.rstrip("/") + "/__init__.py" if (ROOT / source).is_dir() else source
-            assert dockerignore_includes(probe), f"{path.name}: {source} is excluded by .dockerignore"
+    for source in copied_sources(path):
+        assert (ROOT / source).exists(), f"{path.name}: COPY {source}: no such path"
+        probe = source.rstrip("/") + "/__init__.py" if (ROOT / source).is_dir() else source
+        assert dockerignore_includes(probe), f"{path.name}: {source} is excluded by .dockerignore"
     assert not dockerignore_includes(".venv/bin/python")
     assert not dockerignore_includes("tests/conftest.py")
 
@@ -110,8 +124,8 @@ def test_trainer_image_is_cuda_capable_and_has_no_entrypoint() -> None:
     ), images
     final = final_stage(TRAINER)
     assert ("ENTRYPOINT", "[]") in final, "the CUDA image's entrypoint script must be reset"
-    installs = " ".join(rest for word, rest in instructions(TRAINER) if word == "RUN")
-    assert '".[trainer]"' in installs
+    assert installed_distributions(TRAINER) == ["./contract", "./trainer-image"]
+    assert not any(source.startswith(("operator/", "sandbox/")) for source in copied_sources(TRAINER))
     env = " ".join(rest for word, rest in final if word == "ENV")
     assert "/opt/clm/bin" in env and "HOME=/tmp" in env
 
@@ -122,7 +136,12 @@ def test_operator_image_runs_the_operator() -> None:
     final = final_stage(OPERATOR)
     assert ("ENTRYPOINT", '["clm-operator"]') in final
     installs = " ".join(rest for word, rest in instructions(OPERATOR) if word == "RUN")
-    assert "[trainer]" not in installs, "the operator image must not carry the ML stack"
+    assert "[" not in installs, f"the operator image installs no extra (no dev, no ML stack): {installs}"
+    assert installed_distributions(OPERATOR) == ["./contract", "./operator"]
+    copied = copied_sources(OPERATOR)
+    assert not any(source.startswith(("sandbox/", "trainer-image/")) for source in copied), copied
+    assert not any(source in ("pyproject.toml", "requirements-dev.txt") for source in copied), copied
+    assert not dockerignore_includes("sandbox/clm_sandbox/cluster.py"), "the sandbox is in no build context"
 
 
 def test_constraints_pin_every_package_exactly() -> None:

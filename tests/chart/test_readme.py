@@ -6,10 +6,10 @@ import re
 
 import pytest
 import yaml
-from clm_operator.api.model import ModelSpec, ModelStatus
-from clm_operator.api.model_version import ModelVersionSpec, ModelVersionStatus
-from clm_operator.api.training_job import TrainingJobSpec
-from clm_operator.api.training_job_status import TrainingJobStatus
+from clm_contract.model import ModelSpec, ModelStatus
+from clm_contract.model_version import ModelVersionSpec, ModelVersionStatus
+from clm_contract.training_job import TrainingJobSpec
+from clm_contract.training_job_status import TrainingJobStatus
 from pydantic import BaseModel
 
 from tests.chart.helm import CHART, METRICS, ROOT

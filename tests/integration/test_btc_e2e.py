@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from clm_operator.api.trainer_contract import TrainerResult
+from clm_contract.trainer_contract import TrainerResult
 from clm_trainer.cli import main
 
 DATA = Path(__file__).resolve().parents[2] / "../shared/data/binance-btcusdt-1h.csv"

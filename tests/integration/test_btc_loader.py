@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from clm_operator.api.training_job import DatasetSpec
+from clm_contract.training_job import DatasetSpec
 from clm_trainer.data import LoadedData, load_dataset
 
 BTC = Path(__file__).resolve().parents[2] / "../shared/data/binance-btcusdt-1h.csv"

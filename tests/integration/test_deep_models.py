@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from clm_operator.api.training_job import TrainingJobSpec
+from clm_contract.training_job import TrainingJobSpec
 from clm_trainer.models.deep import scores_from_artifact
 from clm_trainer.pipeline import RunOptions, run_pipeline
 from clm_trainer.synthetic import generate, parse_synthetic_uri

@@ -4,39 +4,31 @@ S3 objects go (through the clm.dev/artifact-cleanup finalizer)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from clm_operator.sandbox.cluster import S3_ACCESS_KEY, S3_SECRET_KEY, Sandbox, wait_for
+from clm_sandbox.cluster import S3_ACCESS_KEY, S3_SECRET_KEY, Sandbox
 
-from tests.integration.model_support import (
-    NamespacedKubectl,
+from tests.support.cluster import (
+    MODEL_TESTS,
+    Kubectl,
+    cluster_fixture,
     create_version,
-    get_json,
-    model_manifest,
-    model_sandbox,
-    namespace_in,
+    namespace_fixture,
     stages,
-    version_string,
+    wait_for,
     wait_status,
 )
+from tests.support.objects import model_manifest, version_string
 
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path, int, int]]:
-    with model_sandbox(tmp_path_factory.mktemp("retention")) as running:
-        yield running
+env = cluster_fixture(**MODEL_TESTS)
 
 
-@pytest.fixture
-def kubectl(env: tuple[Sandbox, Path, int, int]) -> Iterator[NamespacedKubectl]:
-    with namespace_in(env[0], "keep") as k:
-        yield k
+kubectl = namespace_fixture("keep")
 
 
 def s3(cluster: Sandbox) -> Any:
@@ -68,20 +60,20 @@ def stored_versions(cluster: Sandbox, namespace: str, model: str) -> dict[str, i
     return counts
 
 
-def add(cluster: Sandbox, kubectl: NamespacedKubectl, model: str, n: int, sharpe: float,
+def add(cluster: Sandbox, kubectl: Kubectl, model: str, n: int, sharpe: float,
         passed: bool = True) -> str:
     uri = upload_version(cluster, kubectl.namespace, model, n)
     return create_version(kubectl, model, n, sharpe=sharpe, passed=passed, artifact_uri=uri)
 
 
-def version_names(kubectl: NamespacedKubectl, model: str) -> set[str]:
+def version_names(kubectl: Kubectl, model: str) -> set[str]:
     return set(stages(kubectl, model))
 
 
-def test_delete_policy_prunes_old_versions_and_their_objects(env: tuple[Sandbox, Path, int, int],
-                                                             kubectl: NamespacedKubectl) -> None:
-    cluster = env[0]
-    kubectl("apply", "-f", "-", input=model_manifest("pruned", extra_spec={
+def test_delete_policy_prunes_old_versions_and_their_objects(env: Sandbox,
+                                                             kubectl: Kubectl) -> None:
+    cluster = env
+    kubectl.apply(model_manifest("pruned", extra_spec={
         "retention": {"keepVersions": 1, "artifactDeletionPolicy": "Delete"}}), check=True)
     v1 = add(cluster, kubectl, "pruned", 1, 0.1, passed=False)
     v2 = add(cluster, kubectl, "pruned", 2, 0.2, passed=False)
@@ -95,7 +87,7 @@ def test_delete_policy_prunes_old_versions_and_their_objects(env: tuple[Sandbox,
     wait_for(lambda: v1 not in stored_versions(cluster, kubectl.namespace, "pruned"), timeout=20,
              message="v1's objects deleted")
     assert stored_versions(cluster, kubectl.namespace, "pruned") == {v2: 3, v3: 3, v4: 3}
-    mv = get_json(kubectl, "modelversion", f"pruned-{v4}")
+    mv = kubectl.get_json("modelversion", f"pruned-{v4}")
     assert "clm.dev/artifact-cleanup" in mv["metadata"]["finalizers"]
 
     # v5 replaces v4: v4 becomes the rollback target, v3 is now prunable and newer than v2.
@@ -108,10 +100,10 @@ def test_delete_policy_prunes_old_versions_and_their_objects(env: tuple[Sandbox,
     assert stages(kubectl, "pruned") == {v3: "Retired", v4: "Retired", v5: "Production"}
 
 
-def test_retain_policy_prunes_objects_in_the_api_but_never_data(env: tuple[Sandbox, Path, int, int],
-                                                                kubectl: NamespacedKubectl) -> None:
-    cluster = env[0]
-    kubectl("apply", "-f", "-", input=model_manifest("kept", extra_spec={"retention": {"keepVersions": 0}}),
+def test_retain_policy_prunes_objects_in_the_api_but_never_data(env: Sandbox,
+                                                                kubectl: Kubectl) -> None:
+    cluster = env
+    kubectl.apply(model_manifest("kept", extra_spec={"retention": {"keepVersions": 0}}),
             check=True)
     v1 = add(cluster, kubectl, "kept", 1, 0.1, passed=False)
     v2 = add(cluster, kubectl, "kept", 2, 1.0)
@@ -119,5 +111,5 @@ def test_retain_policy_prunes_objects_in_the_api_but_never_data(env: tuple[Sandb
     wait_for(lambda: version_names(kubectl, "kept") == {v2}, timeout=20,
              message=lambda: f"versions {stages(kubectl, 'kept')}")
     assert stored_versions(cluster, kubectl.namespace, "kept") == {v1: 3, v2: 3}
-    mv = get_json(kubectl, "modelversion", f"kept-{v2}")
+    mv = kubectl.get_json("modelversion", f"kept-{v2}")
     assert "clm.dev/artifact-cleanup" not in (mv["metadata"].get("finalizers") or [])

@@ -3,52 +3,40 @@ for the schedule: the test writes the clock file and polls)."""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from clm_operator.clock import set_fake_now
 from clm_operator.domain.versioning import format_timestamp, parse_timestamp
-from clm_operator.sandbox.cluster import Sandbox, wait_for
+from clm_sandbox.cluster import Sandbox
 
-from tests.integration.model_support import (
-    NamespacedKubectl,
-    get_json,
-    model_manifest,
-    model_sandbox,
+from tests.support.cluster import (
+    MODEL_TESTS,
+    Kubectl,
+    cluster_fixture,
     model_status,
-    namespace_in,
+    namespace_fixture,
+    wait_for,
     wait_status,
 )
+from tests.support.objects import PENDING_TEMPLATE, model_manifest
 
 pytestmark = pytest.mark.timeout(240)
 
-# Not in the sandbox's image registry: the run's pod waits in ImagePullBackOff, so the run stays active
-# (what Forbid is about) without spending CPU on training. The huge startup timeout keeps the operator
-# from failing it while the test moves the clock by days.
-PENDING_TEMPLATE = {"image": "registry.invalid/clm-trainer:absent", "startupTimeoutSeconds": 100_000_000}
+# PENDING_TEMPLATE: not in the sandbox's image registry, the run's pod waits in ImagePullBackOff, so the
+# run stays active (what Forbid is about) without spending CPU on training.
+
+env = cluster_fixture(**MODEL_TESTS)
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path, int, int]]:
-    with model_sandbox(tmp_path_factory.mktemp("schedule")) as running:
-        yield running
+kubectl = namespace_fixture("sched")
 
 
-@pytest.fixture
-def kubectl(env: tuple[Sandbox, Path, int, int]) -> Iterator[NamespacedKubectl]:
-    with namespace_in(env[0], "sched") as k:
-        yield k
-
-
-def periodic_runs(kubectl: NamespacedKubectl, model: str) -> list[dict[str, Any]]:
+def periodic_runs(kubectl: Kubectl, model: str) -> list[dict[str, Any]]:
     selector = f"clm.dev/model={model},clm.dev/trigger=periodic"
-    items = get_json(kubectl, "trainingjobs", "-l", selector)["items"]
+    items = kubectl.get_json("trainingjobs", "-l", selector)["items"]
     return sorted(items, key=lambda tj: tj["metadata"]["name"])
 
 
@@ -67,13 +55,11 @@ def stays_true(predicate: Any, seconds: float) -> bool:
 
 
 def test_cron_runs_on_time_respects_forbid_and_suspend_and_never_bursts(
-        env: tuple[Sandbox, Path, int, int], kubectl: NamespacedKubectl) -> None:
-    cluster, clock = env[0], env[1]
-    manifest = model_manifest("cron", suspend=False, schedule="0 * * * *")
-    spec = yaml.safe_load(manifest)
-    spec["spec"]["template"].update(PENDING_TEMPLATE)
-    kubectl("apply", "-f", "-", input=json.dumps(spec), check=True)
-    created = parse_timestamp(get_json(kubectl, "model", "cron")["metadata"]["creationTimestamp"])
+        env: Sandbox, kubectl: Kubectl) -> None:
+    cluster, clock = env, env.clock_file
+    spec = model_manifest("cron", suspend=False, schedule="0 * * * *", template=PENDING_TEMPLATE)
+    kubectl.apply(spec, check=True)
+    created = parse_timestamp(kubectl.get_json("model", "cron")["metadata"]["creationTimestamp"])
     set_fake_now(clock, created)
     h1 = created.replace(minute=0, second=0) + timedelta(hours=1)
     wait_status(kubectl, "cron", lambda s: s.get("nextScheduleTime") == format_timestamp(h1),
@@ -90,7 +76,7 @@ def test_cron_runs_on_time_respects_forbid_and_suspend_and_never_bursts(
     run = runs[0]
     assert run["spec"]["modelName"] == "cron"
     assert run["spec"]["trigger"]["reason"] == "periodic"
-    model_criteria = get_json(kubectl, "model", "cron")["spec"]["promotion"]["criteria"]
+    model_criteria = kubectl.get_json("model", "cron")["spec"]["promotion"]["criteria"]
     assert run["spec"]["evaluation"]["criteria"] == model_criteria
     assert model_criteria["minSharpe"] == 0.0  # the test's permissive criteria, not the defaults
     assert run["metadata"]["ownerReferences"][0]["kind"] == "Model"
@@ -130,29 +116,29 @@ def test_cron_runs_on_time_respects_forbid_and_suspend_and_never_bursts(
     assert model_status(kubectl, "cron")["nextScheduleTime"] == format_timestamp(latest + timedelta(hours=1))
 
 
-def test_default_period_without_cron_counts_from_creation(env: tuple[Sandbox, Path, int, int],
-                                                          kubectl: NamespacedKubectl) -> None:
-    manifest = yaml.safe_load(model_manifest("weekly", suspend=False))
-    manifest["spec"]["template"].update(PENDING_TEMPLATE)
-    kubectl("apply", "-f", "-", input=json.dumps(manifest), check=True)
-    created = parse_timestamp(get_json(kubectl, "model", "weekly")["metadata"]["creationTimestamp"])
+def test_default_period_without_cron_counts_from_creation(env: Sandbox,
+                                                          kubectl: Kubectl) -> None:
+    manifest = model_manifest("weekly", suspend=False, template=PENDING_TEMPLATE)
+    kubectl.apply(manifest, check=True)
+    created = parse_timestamp(kubectl.get_json("model", "weekly")["metadata"]["creationTimestamp"])
     week = created + timedelta(hours=168)
-    set_fake_now(env[1], created)
+    set_fake_now(env.clock_file, created)
     wait_status(kubectl, "weekly", lambda s: s.get("nextScheduleTime") == format_timestamp(week),
                 what="a weekly next time for xgboost")
-    set_fake_now(env[1], week)
+    set_fake_now(env.clock_file, week)
     runs = wait_for(lambda: periodic_runs(kubectl, "weekly"), timeout=20, message="the weekly run")
     assert [r["metadata"]["name"] for r in runs] == [f"weekly-{week:%Y%m%d%H%M}"]
 
 
+# An invalid cron ("61 * * * *") no longer gets this far: the CRD's rule refuses it at apply
+# (tests/integration/test_admission.py); a Model name of 51 characters only the operator checks.
 @pytest.mark.parametrize(("name", "schedule", "field"), [
-    ("badcron", "61 * * * *", "spec.schedule"),
     ("m" * 51, "0 * * * *", "metadata.name"),
 ])
 def test_invalid_model_is_refused_with_a_condition_naming_the_field(
-        kubectl: NamespacedKubectl, name: str, schedule: str, field: str) -> None:
-    manifest = yaml.safe_load(model_manifest(name, suspend=False, schedule=schedule))
-    kubectl("apply", "-f", "-", input=json.dumps(manifest), check=True)
+        kubectl: Kubectl, name: str, schedule: str, field: str) -> None:
+    manifest = model_manifest(name, suspend=False, schedule=schedule)
+    kubectl.apply(manifest, check=True)
     status = wait_status(kubectl, name, lambda s: condition(s, "Accepted").get("status") == "False",
                          what="Accepted=False")
     accepted = condition(status, "Accepted")

@@ -4,36 +4,28 @@ better one by promotion score."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from clm_operator.sandbox.cluster import Sandbox, wait_for
+from clm_sandbox.cluster import Sandbox
 
-from tests.integration.model_support import (
-    NamespacedKubectl,
-    get_json,
-    model_manifest,
-    model_sandbox,
-    namespace_in,
+from tests.support.cluster import (
+    MODEL_TESTS,
+    Kubectl,
+    cluster_fixture,
+    namespace_fixture,
+    wait_for,
     wait_status,
 )
+from tests.support.objects import model_manifest
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path, int, int]]:
-    with model_sandbox(tmp_path_factory.mktemp("training")) as running:
-        yield running
+env = cluster_fixture(**MODEL_TESTS)
 
 
-@pytest.fixture
-def kubectl(env: tuple[Sandbox, Path, int, int]) -> Iterator[NamespacedKubectl]:
-    with namespace_in(env[0], "train") as k:
-        yield k
+kubectl = namespace_fixture("train")
 
 
 def training_job(name: str, model: dict[str, Any], seed: int) -> str:
@@ -46,25 +38,25 @@ def training_job(name: str, model: dict[str, Any], seed: int) -> str:
                        "metadata": {"name": name}, "spec": spec})
 
 
-def test_two_trainings_and_the_better_one_serves(env: tuple[Sandbox, Path, int, int],
-                                                 kubectl: NamespacedKubectl) -> None:
-    model = yaml.safe_load(model_manifest("btc"))
-    kubectl("apply", "-f", "-", input=json.dumps(model), check=True)
+def test_two_trainings_and_the_better_one_serves(env: Sandbox,
+                                                 kubectl: Kubectl) -> None:
+    model = model_manifest("btc")
+    kubectl.apply(model, check=True)
     for name, seed in (("btc-a", 7), ("btc-b", 11)):
         kubectl("apply", "-f", "-", input=training_job(name, model, seed), check=True)
 
     def finished() -> list[dict[str, Any]] | None:
-        items = get_json(kubectl, "trainingjobs")["items"]
+        items = kubectl.get_json("trainingjobs")["items"]
         phases = [(i.get("status") or {}).get("phase") for i in items]
         if any(p == "Failed" for p in phases):
             raise AssertionError(f"a training failed: {[i.get('status') for i in items]}\n"
-                                 f"{env[0].operator_logs()[-4000:]}")
+                                 f"{env.operator_logs()[-4000:]}")
         return items if phases == ["Succeeded", "Succeeded"] else None
 
     wait_for(finished, timeout=240, interval=0.5, message="both trainings to succeed")
 
     def evaluated() -> list[dict[str, Any]] | None:
-        items = [mv for mv in get_json(kubectl, "modelversions")["items"]
+        items = [mv for mv in kubectl.get_json("modelversions")["items"]
                  if (mv.get("status") or {}).get("evaluation")]
         return items if len(items) == 2 else None
 
@@ -81,7 +73,7 @@ def test_two_trainings_and_the_better_one_serves(env: tuple[Sandbox, Path, int, 
 
     def stage_map() -> dict[str, str]:
         return {mv["spec"]["version"]: (mv.get("status") or {}).get("stage", "")
-                for mv in get_json(kubectl, "modelversions")["items"]}
+                for mv in kubectl.get_json("modelversions")["items"]}
 
     wait_for(lambda: list(stage_map().values()).count("Production") == 1
              and stage_map()[best_version] == "Production", timeout=20,

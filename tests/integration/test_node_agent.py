@@ -21,11 +21,10 @@ from typing import Any
 
 import pytest
 from clm_operator.domain.config import DEFAULT_TRAINER_IMAGE
-from clm_operator.sandbox.cluster import NODE_NAME, Sandbox, find_kubectl, wait_for
-from clm_operator.sandbox.controlplane import free_port
-from clm_operator.sandbox.node import runtime
+from clm_sandbox.cluster import NODE_NAME, Sandbox, find_kubectl
+from clm_sandbox.node import runtime
 
-from tests.fixtures.sandbox import Kubectl
+from tests.support.cluster import Kubectl, free_port, wait_for
 
 IMAGE = DEFAULT_TRAINER_IMAGE  # mapped by the sandbox to this venv (PATH: venv bin, /usr/bin, /bin)
 HARDENED = {
@@ -591,7 +590,7 @@ def test_the_agent_refuses_a_bad_image_map_naming_the_field(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "clm_operator.sandbox.nodeagent",
+            "clm_sandbox.nodeagent",
             "--kubeconfig",
             str(config),
             "--node-name",

@@ -3,54 +3,52 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 
 import boto3
 import pytest
-from clm_operator.sandbox.cluster import S3_ACCESS_KEY, S3_SECRET_KEY, wait_for
+from clm_sandbox.cluster import S3_ACCESS_KEY, S3_SECRET_KEY, Sandbox
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.operator_harness import OperatorSandbox, condition, operator_sandbox, training_job
+from tests.support.cluster import (
+    OPERATOR_TESTS,
+    Kubectl,
+    cluster_fixture,
+    namespace_fixture,
+    scrape,
+    wait_finished,
+    wait_for,
+)
+from tests.support.objects import condition, training_job_manifest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-_names = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def env() -> Iterator[OperatorSandbox]:
-    with operator_sandbox() as sandbox:
-        yield sandbox
+env = cluster_fixture(**OPERATOR_TESTS)
 
 
-@pytest.fixture
-def ns(env: OperatorSandbox) -> Iterator[str]:
-    name = f"train-{next(_names)}"
-    env.sb.create_namespace(name)
-    yield name
-    env.sb.delete_namespace(name)
+kubectl = namespace_fixture("train")
 
 
-def test_planted_signal_becomes_a_candidate_with_its_artifact_in_s3(env: OperatorSandbox, ns: str) -> None:
-    template = {key: value for key, value in training_job("x")["spec"].items() if key != "modelName"}
+def test_planted_signal_becomes_a_candidate_with_its_artifact_in_s3(env: Sandbox, kubectl: Kubectl) -> None:
+    template = {key: value for key, value in training_job_manifest("x")["spec"].items() if key != "modelName"}
     model = {"apiVersion": "clm.dev/v1alpha1", "kind": "Model", "metadata": {"name": "btc-xgb"},
              "spec": {"template": template, "suspend": True, "promotion": {"policy": "Manual"}}}
-    applied = env.apply(ns, model)
+    applied = kubectl.apply(model)
     assert applied.returncode == 0, applied.stderr
-    applied = env.apply(ns, training_job("planted"))
+    applied = kubectl.apply(training_job_manifest("planted"))
     assert applied.returncode == 0, applied.stderr
-    tj = env.wait_finished(ns, "planted")
+    tj = wait_finished(kubectl, "planted")
     status = tj["status"]
     assert status["phase"] == "Succeeded", status
     assert status["observedGeneration"] == tj["metadata"]["generation"]
     assert status["metrics"]["passed"] is True and status["metrics"]["sharpe"] > 1.0
     assert condition(tj, "Complete")["status"] == "True"
 
-    mv = env.get("modelversions", ns, status["modelVersion"])
+    mv = kubectl.get("modelversions", status["modelVersion"])
     assert mv is not None
     assert mv["metadata"]["name"] == f"btc-xgb-{status['version']}"
     assert mv["spec"] == {"modelName": "btc-xgb", "version": status["version"], "algorithm": "xgboost",
@@ -67,67 +65,69 @@ def test_planted_signal_becomes_a_candidate_with_its_artifact_in_s3(env: Operato
     assert mv_status["dataset"]["symbol"] == "BTCUSDT" and mv_status["dataset"]["rows"] > 0
 
     artifact = mv_status["artifact"]
-    assert artifact["uri"].startswith(f"s3://clm-models/models/{ns}/btc-xgb/{status['version']}/")
+    assert artifact["uri"].startswith(f"s3://clm-models/models/{kubectl.namespace}/btc-xgb/{status['version']}/")
     bucket, key = artifact["uri"].removeprefix("s3://").split("/", 1)
-    s3 = boto3.client("s3", endpoint_url=env.sb.s3.endpoint_url, region_name="us-east-1",
+    s3 = boto3.client("s3", endpoint_url=env.s3.endpoint_url, region_name="us-east-1",
                       aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=S3_SECRET_KEY)
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == artifact["sha256"] and len(body) == artifact["sizeBytes"]
 
-    job = env.get("jobs", ns, status["jobName"])
+    job = kubectl.get("jobs", status["jobName"])
     assert job is not None
     assert job["metadata"]["ownerReferences"][0]["uid"] == tj["metadata"]["uid"]
-    reasons = {e["reason"] for e in env.events(ns, "planted") + env.events(ns, mv["metadata"]["name"])}
+    events = kubectl.events(involving="planted") + kubectl.events(involving=mv["metadata"]["name"])
+    reasons = {e["reason"] for e in events}
     assert {"TrainingJobCreated", "ModelTrained", "ModelEvaluated"} <= reasons
 
-    printed = env.kubectl(ns, "get", "tj", "planted", "--no-headers")
+    printed = kubectl("get", "tj", "planted", "--no-headers")
     assert printed.returncode == 0 and "Succeeded" in printed.stdout and status["version"] in printed.stdout
-    printed = env.kubectl(ns, "get", "mv", "--no-headers")
+    printed = kubectl("get", "mv", "--no-headers")
     assert "Candidate" in printed.stdout
     # no secret ever reaches a status or an event
-    everything = str(tj) + str(mv) + str(env.objects("events", ns))
+    everything = str(tj) + str(mv) + str(kubectl.objects("events"))
     assert S3_SECRET_KEY not in everything and S3_ACCESS_KEY not in everything
 
     # deleting the run's record takes its Job along (ownerReference) and keeps the model
-    deleted = env.kubectl(ns, "delete", "tj", "planted", "--wait=false")
+    deleted = kubectl("delete", "tj", "planted", "--wait=false")
     assert deleted.returncode == 0, deleted.stderr
-    wait_for(lambda: env.get("jobs", ns, status["jobName"]) is None, timeout=30, message="the Job collected")
-    assert env.get("modelversions", ns, status["modelVersion"]) is not None
+    wait_for(lambda: kubectl.get("jobs", status["jobName"]) is None, timeout=30, message="the Job collected")
+    assert kubectl.get("modelversions", status["modelVersion"]) is not None
 
 
-def test_kueue_owns_suspend(env: OperatorSandbox, ns: str) -> None:
-    assert env.apply(ns, training_job("queued", queueName="gpu", startupTimeoutSeconds=1)).returncode == 0
-    job = wait_for(lambda: env.get("jobs", ns, "queued-train"), timeout=30, message="the Job")
+def test_kueue_owns_suspend(env: Sandbox, kubectl: Kubectl) -> None:
+    queued = training_job_manifest("queued", queueName="gpu", startupTimeoutSeconds=1)
+    assert kubectl.apply(queued).returncode == 0
+    job = wait_for(lambda: kubectl.get("jobs", "queued-train"), timeout=30, message="the Job")
     assert job is not None
     assert job["spec"]["suspend"] is True
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu"
 
     def waiting_for_admission() -> bool:
-        tj = env.get("trainingjobs", ns, "queued") or {}
+        tj = kubectl.get("trainingjobs", "queued") or {}
         return (tj.get("status") or {}).get("reason") == "Suspended"
 
     wait_for(waiting_for_admission, timeout=30, message="the TrainingJob to wait for its queue")
     time.sleep(2)  # past startupTimeoutSeconds: a queued Job is waiting, not stuck
-    tj = env.get("trainingjobs", ns, "queued")
+    tj = kubectl.get("trainingjobs", "queued")
     assert tj is not None and tj["status"]["phase"] == "Pending"
     # Kueue admits the Job by unsuspending it; the operator must not suspend it again
-    admitted = env.kubectl(ns, "patch", "job", "queued-train", "--type=merge",
+    admitted = kubectl("patch", "job", "queued-train", "--type=merge",
                            "-p", '{"spec":{"suspend":false}}')
     assert admitted.returncode == 0, admitted.stderr
-    tj = env.wait_finished(ns, "queued")
+    tj = wait_finished(kubectl, "queued")
     assert tj["status"]["phase"] == "Succeeded"
-    job = env.get("jobs", ns, "queued-train")
+    job = kubectl.get("jobs", "queued-train")
     assert job is not None and job["spec"]["suspend"] is False
 
 
-def test_random_walk_fails_its_criteria(env: OperatorSandbox, ns: str) -> None:
-    document = training_job("noise", dataset={"uri": "builtin:synthetic?kind=random_walk&seed=11&bars=3000",
-                                              "symbol": "BTCUSDT"})
-    assert env.apply(ns, document).returncode == 0
-    tj = env.wait_finished(ns, "noise")
+def test_random_walk_fails_its_criteria(env: Sandbox, kubectl: Kubectl) -> None:
+    random_walk = "builtin:synthetic?kind=random_walk&seed=11&bars=3000"
+    document = training_job_manifest("noise", dataset={"uri": random_walk, "symbol": "BTCUSDT"})
+    assert kubectl.apply(document).returncode == 0
+    tj = wait_finished(kubectl, "noise")
     assert tj["status"]["phase"] == "Succeeded"  # the run worked; the model is not good enough
     assert tj["status"]["metrics"]["passed"] is False
-    mv = env.get("modelversions", ns, tj["status"]["modelVersion"])
+    mv = kubectl.get("modelversions", tj["status"]["modelVersion"])
     assert mv is not None
     assert mv["status"]["stage"] == "Failed"
     failed = mv["status"]["evaluation"]["failedCriteria"]
@@ -136,7 +136,7 @@ def test_random_walk_fails_its_criteria(env: OperatorSandbox, ns: str) -> None:
     assert evaluated["status"] == "False" and evaluated["reason"] == "CriteriaNotMet"
     assert "sharpe" in evaluated["message"]
     assert any(e["reason"] == "ModelEvaluated" and e["type"] == "Warning"
-               for e in env.events(ns, mv["metadata"]["name"]))
+               for e in kubectl.events(involving=mv["metadata"]["name"]))
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -148,14 +148,15 @@ def sample(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no sample {name}{labels} in /metrics")
 
 
-def test_metrics_pass_promtool_and_count_the_runs(env: OperatorSandbox, ns: str) -> None:
-    assert env.apply(ns, training_job("counted")).returncode == 0
-    tj = env.wait_finished(ns, "counted")
+def test_metrics_pass_promtool_and_count_the_runs(env: Sandbox, kubectl: Kubectl) -> None:
+    ns = kubectl.namespace
+    assert kubectl.apply(training_job_manifest("counted")).returncode == 0
+    tj = wait_finished(kubectl, "counted")
     assert tj["status"]["phase"] == "Succeeded"
     version = tj["status"]["version"]
 
     def scraped() -> str | None:
-        text = env.scrape()
+        text = scrape(env)
         families = {f.name for f in text_string_to_metric_families(text)}
         return text if "clm_last_successful_training_timestamp_seconds" in families else None
 
@@ -183,5 +184,5 @@ def test_metrics_pass_promtool_and_count_the_runs(env: OperatorSandbox, ns: str)
     assert sample(text, "clm_last_successful_training_timestamp_seconds", namespace=ns, model="btc-xgb") > 0
 
     # kopf's liveness endpoint answers on --health-port
-    with urllib.request.urlopen(f"http://127.0.0.1:{env.sb.health_port}/healthz", timeout=10) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{env.health_port}/healthz", timeout=10) as response:
         assert response.status == 200

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 from clm_trainer.cli import main
-from clm_trainer.models.ppo import CONFIG_FILE, load_policy
+from clm_trainer.models.deep import CONFIG_FILE
+from clm_trainer.models.ppo import load_policy
 from clm_trainer.synthetic import generate, parse_synthetic_uri
 
 pytestmark = pytest.mark.slow
@@ -64,7 +65,7 @@ def test_ppo_trades_a_planted_signal_at_a_profit_after_costs(tmp_path: Path, see
     # often than chance on the bars it saw last.
     planted = generate(parse_synthetic_uri(uri("planted", seed)))
     assert planted.regime is not None
-    from clm_operator.api.training_job import FeaturesSpec, TargetSpec
+    from clm_contract.training_job import FeaturesSpec, TargetSpec
     from clm_trainer.features import build_series
 
     data = build_series(planted.bars, FeaturesSpec(return_lags=[1, 2, 5], windows=[5, 20, 50]),

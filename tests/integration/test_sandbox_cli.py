@@ -1,4 +1,4 @@
-"""``clm-operator sandbox`` as a user runs it, and the full sandbox's wiring (S3 Secret, the operator's
+"""``clm-sandbox up`` as a user runs it, and the full sandbox's wiring (S3 Secret, the operator's
 Helm release: Deployment, ServiceAccount, values)."""
 
 from __future__ import annotations
@@ -11,17 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clm_operator.sandbox.cluster import (
+from clm_sandbox.cluster import (
     OPERATOR_NAMESPACE,
     OPERATOR_RELEASE,
     S3_ACCESS_KEY,
     S3_SECRET_NAME,
     Sandbox,
     find_kubectl,
-    wait_for,
 )
 
-from tests.fixtures.sandbox import Kubectl
+from tests.support.cluster import Kubectl, wait_for
 
 
 def test_sandbox_command_serves_until_interrupted(tmp_path: Path) -> None:
@@ -31,8 +30,8 @@ def test_sandbox_command_serves_until_interrupted(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "clm_operator.cli",
-            "sandbox",
+            "clm_sandbox.cli",
+            "up",
             "--no-operator",
             "--no-s3",
             "--ready-file",

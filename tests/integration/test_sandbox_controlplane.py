@@ -16,29 +16,23 @@ from typing import Any
 
 import pytest
 import yaml
-from clm_operator.sandbox.cluster import Sandbox, find_kubectl, wait_for
+from clm_sandbox.cluster import Sandbox, find_kubectl
 
-from tests.fixtures.sandbox import Kubectl
+from tests.support.cluster import Kubectl, wait_for
+from tests.support.objects import PLANTED, training_job_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 BUILT_VERSION = "v1.35.4"  # controlplane/kubernetes/go.mod
 
 
-def training_job_manifest(name: str = "tj-a", **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "modelName": "btc-xgb",
-        "algorithm": "xgboost",
-        "dataset": {"uri": "builtin:synthetic?kind=planted&strength=1.5&regime=50&seed=7&bars=600",
-                    "symbol": "BTCUSDT"},
-        "hyperparameters": {"nEstimators": 20, "maxDepth": 3},
-        "evaluation": {"folds": 2},
-        **spec,
-    }
-    return {"apiVersion": "clm.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": name}, "spec": body}
+# A small run (600 bars, 20 trees, 2 folds): these tests are about the API server, or train once.
+SMALL_RUN = {"dataset": {"uri": PLANTED.format(bars=600), "symbol": "BTCUSDT"},
+             "hyperparameters": {"nEstimators": 20, "maxDepth": 3},
+             "evaluation": {"folds": 2}, "target": None}
 
 
-def get_json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
-    return dict(json.loads(kubectl("get", *args, "-o", "json", check=True).stdout))
+def small_run(name: str = "tj-a", **spec: Any) -> dict[str, Any]:
+    return training_job_manifest(name, **{**SMALL_RUN, **spec})
 
 
 def condition(type_: str, status: str = "True", reason: str = "Validated") -> dict[str, str]:
@@ -53,14 +47,14 @@ def test_kubectl_version_reports_the_built_server(bare_sandbox: Sandbox) -> None
 
 
 def test_server_side_apply_records_the_manager_and_diff_shows_changes(bare_kubectl: Kubectl) -> None:
-    manifest = json.dumps(training_job_manifest())
+    manifest = json.dumps(small_run())
     bare_kubectl("apply", "--server-side", "-f", "-", input=manifest, check=True)
-    stored = get_json(bare_kubectl, "tj", "tj-a", "--show-managed-fields")
+    stored = bare_kubectl.get_json("tj", "tj-a", "--show-managed-fields")
     managers = {entry["manager"] for entry in stored["metadata"]["managedFields"]}
     assert "kubectl" in managers and stored["metadata"]["generation"] == 1
     unchanged = bare_kubectl("diff", "--server-side", "-f", "-", input=manifest)
     assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
-    changed = training_job_manifest()
+    changed = small_run()
     changed["metadata"]["labels"] = {"team": "quant"}
     diff = bare_kubectl("diff", "--server-side", "-f", "-", input=json.dumps(changed))
     assert diff.returncode == 1, diff.stderr  # 1: differences found (>1 would be an error)
@@ -68,7 +62,7 @@ def test_server_side_apply_records_the_manager_and_diff_shows_changes(bare_kubec
 
 
 def test_a_status_with_two_conditions_of_one_type_is_rejected(bare_kubectl: Kubectl) -> None:
-    bare_kubectl("apply", "-f", "-", input=json.dumps(training_job_manifest("dup")), check=True)
+    bare_kubectl("apply", "-f", "-", input=json.dumps(small_run("dup")), check=True)
     twice = [condition("Accepted"), condition("Accepted", "False", "InvalidSpec")]
     status = json.dumps({"status": {"conditions": twice}})
     result = bare_kubectl("patch", "tj", "dup", "--subresource=status", "--type=merge", "-p", status)
@@ -80,13 +74,13 @@ def test_a_status_with_two_conditions_of_one_type_is_rejected(bare_kubectl: Kube
 
 
 def test_the_crd_validates_names_the_field_and_cel_keeps_the_spec_immutable(bare_kubectl: Kubectl) -> None:
-    broken = training_job_manifest("broken", resources={"gpu": -1})
+    broken = small_run("broken", resources={"gpu": -1})
     result = bare_kubectl("apply", "-f", "-", input=json.dumps(broken))
     assert result.returncode != 0 and "spec.resources.gpu" in result.stderr, result.stderr
-    bare_kubectl("apply", "-f", "-", input=json.dumps(training_job_manifest("fixed")), check=True)
+    bare_kubectl("apply", "-f", "-", input=json.dumps(small_run("fixed")), check=True)
     result = bare_kubectl("patch", "tj", "fixed", "--type=merge", "-p", '{"spec":{"algorithm":"lightgbm"}}')
     assert result.returncode != 0 and "spec is immutable" in result.stderr, result.stderr
-    assert get_json(bare_kubectl, "tj", "fixed")["spec"]["algorithm"] == "xgboost"
+    assert bare_kubectl.get_json("tj", "fixed")["spec"]["algorithm"] == "xgboost"
     resources = bare_kubectl("api-resources", "--api-group", "clm.dev", check=True).stdout
     for short in ("tj", "mv", "mdl"):
         assert f" {short} " in resources
@@ -96,7 +90,7 @@ def test_the_crd_validates_names_the_field_and_cel_keeps_the_spec_immutable(bare
 def test_get_tj_watch_shows_the_phase_on_every_update(
     bare_sandbox: Sandbox, bare_namespace: str, bare_kubectl: Kubectl
 ) -> None:
-    bare_kubectl("apply", "-f", "-", input=json.dumps(training_job_manifest("watched")), check=True)
+    bare_kubectl("apply", "-f", "-", input=json.dumps(small_run("watched")), check=True)
     lines: list[str] = []
     process = subprocess.Popen(  # noqa: S603 - the real kubectl, our own arguments
         [find_kubectl(), "--kubeconfig", str(bare_sandbox.kubeconfig), "--namespace", bare_namespace,
@@ -136,7 +130,7 @@ def test_namespaces_enforce_pod_security_restricted(bare_namespace: str, bare_ku
     result = bare_kubectl("apply", "-f", "-", input=json.dumps(pod))
     assert result.returncode != 0, result.stdout
     assert 'violates PodSecurity "restricted:latest"' in result.stderr, result.stderr
-    labels = get_json(bare_kubectl, "namespace", bare_namespace)["metadata"]["labels"]
+    labels = bare_kubectl.get_json("namespace", bare_namespace)["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
@@ -192,16 +186,14 @@ def _processes_with(argument: str) -> list[int]:
 def test_kubectl_wait_for_complete_on_a_run_trained_under_pod_security_restricted(
     sandbox: Sandbox, sandbox_namespace: str, kubectl: Kubectl
 ) -> None:
-    run = training_job_manifest(
-        "waited", dataset={"uri": "builtin:synthetic?kind=planted&strength=1.5&regime=50&seed=7&bars=600",
-                           "symbol": "BTCUSDT"})
+    run = small_run("waited")  # trained for real: 600 bars with a planted signal
     kubectl("apply", "--server-side", "-f", "-", input=json.dumps(run), check=True)
     waited = kubectl("wait", "--for=condition=Complete", "tj/waited", "--timeout=300s", timeout=330)
     assert waited.returncode == 0, waited.stderr + sandbox.operator_logs()[-3000:]
     assert waited.stdout.strip() == "trainingjob.clm.dev/waited condition met"
     # The trainer's pod ran in a namespace that enforces restricted, so the API server admitted it as such.
-    labels = get_json(kubectl, "namespace", sandbox_namespace)["metadata"]["labels"]
+    labels = kubectl.get_json("namespace", sandbox_namespace)["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    (pod,) = get_json(kubectl, "pods", "-l", "clm.dev/training-job=waited")["items"]
+    (pod,) = kubectl.get_json("pods", "-l", "clm.dev/training-job=waited")["items"]
     assert pod["status"]["phase"] == "Succeeded"
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True

@@ -11,11 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from botocore.config import Config
-from clm_operator.api.training_job import DatasetSpec
-from clm_operator.sandbox.s3server import S3Server, free_port, start_s3_server
-from clm_trainer import storage as storage_module
-from clm_trainer.data import DataError, load_dataset
-from clm_trainer.storage import (
+from clm_contract import storage as storage_module
+from clm_contract.storage import (
     ArtifactExistsError,
     ObjectNotFoundError,
     S3Settings,
@@ -24,6 +21,11 @@ from clm_trainer.storage import (
     open_storage,
     read_uri,
 )
+from clm_contract.training_job import DatasetSpec
+from clm_sandbox.s3server import S3Server, start_s3_server
+from clm_trainer.data import DataError, load_dataset
+
+from tests.support.cluster import free_port
 
 
 def settings(endpoint: str, **overrides: float) -> S3Settings:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clm_operator.api.trainer_contract import (
+from clm_contract.trainer_contract import (
     ENV_OUTPUT_URI,
     ENV_TERMINATION_LOG,
     ENV_VERSION,

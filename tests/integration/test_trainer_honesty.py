@@ -1,25 +1,25 @@
 """The evaluation tells a modest real edge from noise by its statistics (issue 9), measured end to end
 through ``pipeline.evaluate_walk_forward`` (features, walk-forward, position layer, costs, DSR, criteria).
 
-Affordable: one thread, small trees (30 trees of depth 3 / 7 leaves; 10 on the random walks), and the
-random walks are one year of hourly bars each. Seeds of the random-walk check (1000-1029) are used
-nowhere else in the tests.
+Every spec field is at its default (the series, the trees, the position layer, the criteria) except
+the dataset URI; one thread. The random walks are one year of hourly bars each, and their seeds
+(1000-1029) are used nowhere else in the tests. The planted checks cost ~1-2 minutes of CPU each.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from clm_operator.api.metrics import Criteria
-from clm_operator.api.training_job import TrainingJobSpec
-from clm_operator.domain.promotion import evaluate
+from clm_contract.metrics import Criteria
+from clm_contract.promotion import evaluate
+from clm_contract.training_job import TrainingJobSpec
 from clm_trainer.data import load_dataset
 from clm_trainer.features import build_series
 from clm_trainer.pipeline import evaluate_walk_forward, forward_filter_benchmark, position_sizes
 from clm_trainer.walkforward import first_usable_row, make_folds
 
-HYPERPARAMETERS = {"xgboost": {"nEstimators": 30, "maxDepth": 3},
-                   "lightgbm": {"nEstimators": 30, "numLeaves": 7}}
+# the "weaker planted" variant of clm_trainer.synthetic: the forward filter nets about 1-1.5
+WEAKER = "strength=0.045"
 
 
 @pytest.fixture(autouse=True)
@@ -27,10 +27,10 @@ def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLM_NUM_THREADS", "1")
 
 
-def spec_for(uri: str, algorithm: str = "xgboost", trees: int = 30, **evaluation: object) -> TrainingJobSpec:
+def spec_for(uri: str, algorithm: str = "xgboost", **evaluation: object) -> TrainingJobSpec:
     return TrainingJobSpec.model_validate({
         "modelName": "honesty", "algorithm": algorithm, "dataset": {"uri": uri, "symbol": "SYN"},
-        "hyperparameters": {**HYPERPARAMETERS[algorithm], "nEstimators": trees}, "evaluation": evaluation})
+        "evaluation": evaluation})
 
 
 def filter_sharpe(uri: str) -> float:
@@ -55,8 +55,7 @@ def test_forward_filter_nets_an_annual_sharpe_of_2_to_4_at_the_planted_defaults(
 
 
 def test_weaker_planted_data_filter_nets_about_1_to_1_5() -> None:
-    sharpes = [filter_sharpe(f"builtin:synthetic?kind=planted&seed={seed}&strength=0.05")
-               for seed in range(10)]
+    sharpes = [filter_sharpe(f"builtin:synthetic?kind=planted&seed={seed}&{WEAKER}") for seed in range(10)]
     assert 0.8 <= float(np.median(sharpes)) <= 1.8, sharpes
 
 
@@ -66,7 +65,7 @@ def test_random_walk_without_costs_is_rejected_by_its_statistics() -> None:
     dsr_only = Criteria(min_sharpe=-1e9, min_win_rate=0, min_profit_factor=0, max_drawdown=1, min_trades=0)
     passed = dsr_rejected = traded = 0
     for seed in range(1000, 1030):
-        spec = spec_for(f"builtin:synthetic?kind=random_walk&seed={seed}&bars=8760", trees=10,
+        spec = spec_for(f"builtin:synthetic?kind=random_walk&seed={seed}&bars=8760",
                         costs={"feeBps": 0, "slippageBps": 0})
         out = evaluate_walk_forward(spec, load_dataset(spec.dataset).bars)
         assert out.trials["total"] == 9
@@ -79,15 +78,12 @@ def test_random_walk_without_costs_is_rejected_by_its_statistics() -> None:
 
 
 @pytest.mark.parametrize("algorithm", ["xgboost", "lightgbm"])
-def test_planted_defaults_a_model_finds_most_of_the_achievable_edge(algorithm: str) -> None:
-    """10 seeds at the planted defaults: the model's median net Sharpe is at least half the forward
-    filter's on the same test bars, and the DSR criterion (9 trials) passes for most seeds.
-
-    Measured (issue 9 asks for >= 8/10 passing every default criterion): the Sharpe and DSR parts hold;
-    the win-rate criterion (>= 0.52) is what fails most often, since trend trades at these defaults
-    win ~45-55 % of the time with profit factors of 2-4 (see the report of the session)."""
-    ratios, dsr_passes, full_passes = [], 0, 0
-    nets, filters = [], []
+def test_planted_defaults_pass_the_default_criteria_in_8_of_10_seeds(algorithm: str) -> None:
+    """10 seeds at the planted defaults: every default criterion (DSR over 9 trials included) passes in
+    at least 8, and the model's median net Sharpe is at least half the forward filter's on the same
+    test bars. Measured: xgboost 8/10 (median 2.52 against the filter's 3.38), lightgbm 9/10 (2.74);
+    the misses are win rates of 0.51-0.52 (xgboost) and 0.48 (lightgbm)."""
+    nets, filters, passes = [], [], 0
     for seed in range(10):
         spec = spec_for(f"builtin:synthetic?kind=planted&seed={seed}", algorithm)
         out = evaluate_walk_forward(spec, load_dataset(spec.dataset).bars)
@@ -95,20 +91,17 @@ def test_planted_defaults_a_model_finds_most_of_the_achievable_edge(algorithm: s
         assert all("positionLayer" in record for record in out.fold_records)
         nets.append(out.metrics.sharpe)
         filters.append(float(out.benchmark["metrics"]["sharpe"]))
-        ratios.append(out.metrics.sharpe / filters[-1])
-        dsr_passes += out.metrics.dsr >= 0.95
-        full_passes += out.evaluation.passed
+        passes += out.evaluation.passed
+    assert passes >= 8, (nets, passes)
     assert float(np.median(nets)) >= 0.5 * float(np.median(filters)), (nets, filters)
-    assert dsr_passes >= 6, (nets, dsr_passes)
-    assert full_passes >= 1, (nets, full_passes)
 
 
 def test_weaker_planted_data_a_model_still_nets_a_positive_sharpe() -> None:
-    """Measured: 6 of 10 seeds net a positive Sharpe (issue 9 asks for 7); the others are flat or
-    slightly negative after costs, where the position layer found too little on validation."""
+    """Measured: 9 of 10 seeds net a positive Sharpe (median 0.14 against the filter's 1.59: a weak edge
+    is found, barely, and nothing passes the criteria)."""
     positive = 0
     for seed in range(10):
-        spec = spec_for(f"builtin:synthetic?kind=planted&seed={seed}&strength=0.05")
+        spec = spec_for(f"builtin:synthetic?kind=planted&seed={seed}&{WEAKER}")
         out = evaluate_walk_forward(spec, load_dataset(spec.dataset).bars)
         positive += out.metrics.sharpe > 0
-    assert positive >= 6, positive
+    assert positive >= 7, positive

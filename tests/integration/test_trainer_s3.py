@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from botocore.config import Config
-from clm_operator.api.trainer_contract import ENV_S3_ENDPOINT_URL, ENV_S3_SECRET_ACCESS_KEY, TrainerResult
-from clm_operator.sandbox.s3server import free_port
+from clm_contract.trainer_contract import ENV_S3_ENDPOINT_URL, ENV_S3_SECRET_ACCESS_KEY, TrainerResult
 from clm_trainer.cli import main
+
+from tests.support.cluster import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -6,43 +6,35 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from clm_operator.sandbox.cluster import Sandbox, wait_for
+from clm_sandbox.cluster import Sandbox
 
-from tests.integration.model_support import (
+from tests.support.cluster import (
+    MODEL_TESTS,
     WEBHOOK_TOKEN,
-    NamespacedKubectl,
-    get_json,
-    model_manifest,
-    model_sandbox,
-    namespace_in,
+    Kubectl,
+    cluster_fixture,
+    namespace_fixture,
+    scrape,
+    wait_for,
 )
+from tests.support.objects import PENDING_TEMPLATE, model_manifest
 
 pytestmark = pytest.mark.timeout(120)
 
-# The run's pod waits for an image that does not exist: the run stays active for the dedup check.
-PENDING_TEMPLATE = {"image": "registry.invalid/clm-trainer:absent", "startupTimeoutSeconds": 100_000_000}
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path, int, int]]:
-    with model_sandbox(tmp_path_factory.mktemp("webhook")) as running:
-        yield running
+env = cluster_fixture(**MODEL_TESTS)
+namespace = namespace_fixture("hook")
 
 
 @pytest.fixture
-def kubectl(env: tuple[Sandbox, Path, int, int]) -> Iterator[NamespacedKubectl]:
-    with namespace_in(env[0], "hook") as k:
-        manifest = yaml.safe_load(model_manifest("btc"))
-        manifest["spec"]["template"].update(PENDING_TEMPLATE)
-        manifest["spec"]["triggers"] = {"regime": {"enabled": False}}
-        k("apply", "-f", "-", input=json.dumps(manifest), check=True)
-        yield k
+def kubectl(namespace: Kubectl) -> Kubectl:
+    """A namespace with the Model btc; its runs' pods wait for an image that does not exist, so a run
+    stays active for the dedup check."""
+    no_regime = {"triggers": {"regime": {"enabled": False}}}
+    namespace.apply(model_manifest("btc", template=PENDING_TEMPLATE, extra_spec=no_regime), check=True)
+    return namespace
 
 
 def post(port: int, body: bytes, token: str | None) -> tuple[int, dict[str, Any]]:
@@ -69,13 +61,13 @@ def alert(namespace: str, *, alertname: str = "ModelFeatureDrift", fingerprint: 
     }).encode()
 
 
-def runs(kubectl: NamespacedKubectl) -> list[dict[str, Any]]:
-    return list(get_json(kubectl, "trainingjobs")["items"])
+def runs(kubectl: Kubectl) -> list[dict[str, Any]]:
+    return list(kubectl.get_json("trainingjobs")["items"])
 
 
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
+def webhook_requests(cluster: Sandbox) -> dict[str, float]:
+    """clm_webhook_requests_total by result."""
+    text = scrape(cluster)
     values: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("clm_webhook_requests_total{"):
@@ -84,31 +76,31 @@ def scrape(port: int) -> dict[str, float]:
     return values
 
 
-def test_bad_token_is_401_and_creates_nothing(env: tuple[Sandbox, Path, int, int],
-                                              kubectl: NamespacedKubectl) -> None:
-    port, metrics = env[2], env[3]
-    before = scrape(metrics)
+def test_bad_token_is_401_and_creates_nothing(env: Sandbox,
+                                              kubectl: Kubectl) -> None:
+    port = env.webhook_port
+    before = webhook_requests(env)
     for token in (None, "wrong-token", ""):
         code, body = post(port, alert(kubectl.namespace), token)
         assert code == 401 and "Bearer" in body["error"]
-    assert scrape(metrics)["unauthorized"] == before["unauthorized"] + 3
+    assert webhook_requests(env)["unauthorized"] == before["unauthorized"] + 3
     assert runs(kubectl) == []
 
 
 @pytest.mark.parametrize("payload", [b"{not json", b"[]", b'{"alerts": "x"}', b'{"alerts": [1]}'])
-def test_malformed_payload_is_400(env: tuple[Sandbox, Path, int, int], kubectl: NamespacedKubectl,
+def test_malformed_payload_is_400(env: Sandbox, kubectl: Kubectl,
                                   payload: bytes) -> None:
-    before = scrape(env[3])["malformed"]
-    code, body = post(env[2], payload, WEBHOOK_TOKEN)
+    before = webhook_requests(env)["malformed"]
+    code, body = post(env.webhook_port, payload, WEBHOOK_TOKEN)
     assert code == 400 and "malformed" in body["error"]
-    assert scrape(env[3])["malformed"] == before + 1
+    assert webhook_requests(env)["malformed"] == before + 1
     assert runs(kubectl) == []
 
 
-def test_alert_starts_one_run_and_repeats_are_deduplicated(env: tuple[Sandbox, Path, int, int],
-                                                           kubectl: NamespacedKubectl) -> None:
-    port, metrics = env[2], env[3]
-    before = scrape(metrics)
+def test_alert_starts_one_run_and_repeats_are_deduplicated(env: Sandbox,
+                                                           kubectl: Kubectl) -> None:
+    port = env.webhook_port
+    before = webhook_requests(env)
     code, body = post(port, alert(kubectl.namespace), WEBHOOK_TOKEN)
     assert code == 200 and body["result"] == "accepted", body
     (run,) = runs(kubectl)
@@ -121,7 +113,7 @@ def test_alert_starts_one_run_and_repeats_are_deduplicated(env: tuple[Sandbox, P
         code, body = post(port, alert(kubectl.namespace, fingerprint=fingerprint), WEBHOOK_TOKEN)
         assert code == 200 and body["result"] == "deduplicated", body
     assert len(runs(kubectl)) == 1
-    after = scrape(metrics)
+    after = webhook_requests(env)
     assert after["accepted"] == before["accepted"] + 1
     assert after["deduplicated"] == before["deduplicated"] + 2
     # Another trigger (derived from the alert's name) is another run.
@@ -138,9 +130,9 @@ def test_alert_starts_one_run_and_repeats_are_deduplicated(env: tuple[Sandbox, P
     assert body["result"] == "accepted"
 
 
-def test_alerts_that_cannot_apply_are_ignored(env: tuple[Sandbox, Path, int, int],
-                                              kubectl: NamespacedKubectl) -> None:
-    port = env[2]
+def test_alerts_that_cannot_apply_are_ignored(env: Sandbox,
+                                              kubectl: Kubectl) -> None:
+    port = env.webhook_port
     cases = [
         alert(kubectl.namespace, labels={"clm_trigger": "regime"}),  # disabled in spec.triggers
         alert(kubectl.namespace, labels={"clm_model": "nope"}),  # no such Model

@@ -116,8 +116,8 @@ def test_unwritable_termination_log_is_a_warning_not_a_crash(capsys: pytest.Capt
 
 def test_termination_message_round_trips_an_infinite_profit_factor() -> None:
     """No losing trade -> profitFactor inf; the operator must still be able to parse the result."""
-    from clm_operator.api.metrics import BacktestMetrics
-    from clm_operator.api.trainer_contract import TrainerResult
+    from clm_contract.metrics import BacktestMetrics
+    from clm_contract.trainer_contract import TrainerResult
 
     metrics = BacktestMetrics(sharpe=2.0, sortino=3.0, max_drawdown=0.01, win_rate=1.0,
                               profit_factor=float("inf"), trades=60, total_return=0.5, exposure=0.4,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from clm_operator.api.common import Condition
+from clm_contract.common import Condition
 from clm_operator.domain.conditions import (
     FALSE,
     TRUE,

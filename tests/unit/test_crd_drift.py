@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clm_operator.api import crdgen
+from clm_contract import crdgen
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from clm_operator.api import crdgen
+from clm_contract import crdgen
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = ("$ref", "anyOf", "oneOf", "allOf", "not", "definitions", "$defs", "default", "title", "const")
@@ -35,6 +35,11 @@ def walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]
 
 
 PLURALS = ("trainingjobs", "modelversions", "models")
+
+
+def bare(node: dict[str, Any]) -> dict[str, Any]:
+    """A schema node without its description (test_field_descriptions.py checks those)."""
+    return {key: value for key, value in node.items() if key != "description"}
 
 
 @pytest.mark.parametrize("plural", PLURALS)
@@ -63,9 +68,9 @@ def test_schema_is_structural(plural: str) -> None:
 
 @pytest.mark.parametrize(("plural", "kind", "short", "columns"), [
     ("trainingjobs", "TrainingJob", "tj",
-     ["Phase", "Model", "Algorithm", "Version", "Sharpe", "Reason", "Age"]),
-    ("modelversions", "ModelVersion", "mv", ["Model", "Version", "Stage", "Sharpe", "Score", "Age"]),
-    ("models", "Model", "mdl", ["Production", "Candidate", "Policy", "Ready", "Age"]),
+     ["Phase", "Model", "Algorithm", "Version", "Sharpe", "Ready", "Reason", "Age"]),
+    ("modelversions", "ModelVersion", "mv", ["Model", "Version", "Stage", "Sharpe", "Score", "Ready", "Age"]),
+    ("models", "Model", "mdl", ["Production", "Candidate", "Policy", "Accepted", "Ready", "Age"]),
 ])
 def test_names_columns_and_subresources(plural: str, kind: str, short: str, columns: list[str]) -> None:
     crd = load(plural)
@@ -79,22 +84,30 @@ def test_names_columns_and_subresources(plural: str, kind: str, short: str, colu
     assert [c["name"] for c in printed] == columns
     for column in printed:
         assert "[0]" not in column["jsonPath"], "select conditions by type, never by position"
+    ready = next(c for c in printed if c["name"] == "Ready")
+    assert ready["jsonPath"] == ".status.conditions[?(@.type=='Ready')].status"
     if kind == "Model":
-        ready = next(c for c in printed if c["name"] == "Ready")
-        assert ready["jsonPath"] == ".status.conditions[?(@.type=='Ready')].status"
+        accepted = next(c for c in printed if c["name"] == "Accepted")
+        assert accepted["jsonPath"] == ".status.conditions[?(@.type=='Accepted')].status"
 
 
 def test_training_job_spec_bounds_enums_required_and_immutability() -> None:
     spec = schema("trainingjobs")["properties"]["spec"]
     props = spec["properties"]
     assert set(spec["required"]) == {"modelName", "algorithm", "dataset"}
-    assert spec["x-kubernetes-validations"] == [
-        {"rule": "self == oldSelf", "message": "spec is immutable: create a new TrainingJob"}]
+    assert spec["x-kubernetes-validations"][-1] == {
+        "rule": "self == oldSelf", "message": "spec is immutable: create a new TrainingJob"}
     assert props["algorithm"]["enum"] == ["xgboost", "lightgbm", "nhits", "patchtst", "ppo"]
-    assert props["resources"]["properties"]["gpu"] == {"type": "integer", "minimum": 0, "maximum": 16}
+    assert bare(props["resources"]["properties"]["gpu"]) == {"type": "integer", "minimum": 0, "maximum": 16}
     assert props["modelName"]["pattern"] == "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
     assert props["modelName"]["maxLength"] == 50
-    assert props["hyperparameters"] == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    # Typed: every algorithm's keys (a misspelt key is an unknown field); CEL rules refuse another
+    # algorithm's keys (test_cel_rules_sit_where_their_fields_are).
+    hyperparameters = props["hyperparameters"]
+    assert "x-kubernetes-preserve-unknown-fields" not in hyperparameters
+    assert {"maxDepth", "numLeaves", "inputSize", "netArch", "budget"} <= set(hyperparameters["properties"])
+    assert hyperparameters["properties"]["netArch"]["items"] == {"type": "integer"}
+    assert hyperparameters["properties"]["budget"]["enum"] == ["auto", "cpu", "full"]
     assert props["nodeSelector"]["additionalProperties"] == {"type": "string"}
     assert props["dataset"]["required"] == ["uri", "symbol"]
     assert props["dataset"]["properties"]["start"]["format"] == "date-time"
@@ -111,13 +124,14 @@ def test_model_version_status_shape() -> None:
     assert status["stage"]["enum"] == ["Training", "Shadow", "Candidate", "Production", "Retired", "Failed"]
     assert set(status["artifact"]["required"]) == {"uri", "sha256", "sizeBytes", "format"}
     assert status["stageHistory"]["items"]["properties"]["from"]["type"] == "string"
-    assert status["evaluation"]["properties"]["score"] == {"type": "number", "minimum": 0, "maximum": 100}
+    score = bare(status["evaluation"]["properties"]["score"])
+    assert score == {"type": "number", "minimum": 0, "maximum": 100}
 
 
 VALID: dict[str, Any] = {"apiVersion": "clm.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "run"},
          "spec": {"modelName": "btc-xgb", "algorithm": "xgboost",
                   "dataset": {"uri": "builtin:synthetic?kind=planted&seed=7", "symbol": "BTCUSDT"},
-                  "hyperparameters": {"maxDepth": 3, "anything": {"nested": True}},
+                  "hyperparameters": {"maxDepth": 3, "nEstimators": 50},
                   "resources": {"cpu": "500m", "memory": "1Gi", "gpu": 1},
                   "evaluation": {"minTrainFraction": 0.4, "criteria": {"minSharpe": 1.2}}}}
 
@@ -145,3 +159,33 @@ def test_schema_rejects_bad_specs_at_the_field(change: dict[str, Any], field: st
 
 def test_every_kind_is_generated() -> None:
     assert sorted(crdgen.rendered_files()) == sorted(f"clm.dev_{p}.yaml" for p in PLURALS)
+
+
+def rules_at(node: dict[str, Any]) -> list[str]:
+    return [rule["rule"] for rule in node.get("x-kubernetes-validations", [])]
+
+
+@pytest.mark.parametrize(("plural", "path"), [("trainingjobs", ("spec",)),
+                                              ("models", ("spec", "template"))])
+def test_cel_rules_sit_where_their_fields_are(plural: str, path: tuple[str, ...]) -> None:
+    node = schema(plural)
+    for name in path:
+        node = node["properties"][name]
+    template_rules = rules_at(node)
+    assert any("self.evaluation.embargoBars >=" in rule for rule in template_rules)
+    per_key = [rule for rule in template_rules if "self.algorithm in [" in rule]
+    assert any("has(self.hyperparameters.numLeaves)" in rule and "['lightgbm']" in rule for rule in per_key)
+    assert not any("has(self.hyperparameters.learningRate)" in rule for rule in per_key), "every algorithm's"
+    properties = node["properties"]
+    resources = properties["resources"]["properties"]
+    for amount in ("cpu", "memory"):
+        assert any("isQuantity(self)" in rule for rule in rules_at(resources[amount]))
+    for text in ("note", "requestedBy"):
+        assert any("matches" in rule for rule in rules_at(properties["trigger"]["properties"][text]))
+    assert len(rules_at(properties["dataset"])) == 2
+
+
+def test_model_schedule_and_version_spec_rules() -> None:
+    assert any(rule.startswith("self.matches(") for rule in
+               rules_at(schema("models")["properties"]["spec"]["properties"]["schedule"]))
+    assert rules_at(schema("modelversions")["properties"]["spec"]) == ["self == oldSelf"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from clm_operator.api.training_job import DatasetSpec
+from clm_contract.training_job import DatasetSpec
 from clm_trainer.data import DataError, LoadedData, load_dataset, read_table
 
 

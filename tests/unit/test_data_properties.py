@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pandas as pd
-from clm_operator.api.training_job import DatasetSpec
+from clm_contract.training_job import DatasetSpec
 from clm_trainer.data import clean_bars, read_table
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from clm_operator.api.training_job import DatasetSpec
+from clm_contract.training_job import DatasetSpec
 from clm_trainer.data import DUPLICATE_RULE, DataError, LoadedData, load_dataset
 
 HEADER = "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n"

@@ -6,14 +6,17 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from clm_trainer.storage import (
+from clm_contract.storage import (
+    MANIFEST_NAME,
     ArtifactExistsError,
     LocalStorage,
     ObjectNotFoundError,
     S3Settings,
     S3Storage,
+    artifact_prefix,
     open_storage,
     read_uri,
+    version_key,
 )
 
 
@@ -93,7 +96,7 @@ def test_put_if_absent_without_hard_links(tmp_path: Path, monkeypatch: pytest.Mo
     def no_links(src: str, dst: object) -> None:
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr("clm_trainer.storage.os.link", no_links)
+    monkeypatch.setattr("clm_contract.storage.os.link", no_links)
     storage = open_storage(f"file://{tmp_path}")
     storage.put_bytes("v1/a", b"one")
     storage.put_bytes("v1/a", b"one")
@@ -101,3 +104,13 @@ def test_put_if_absent_without_hard_links(tmp_path: Path, monkeypatch: pytest.Mo
         storage.put_bytes("v1/a", b"two")
     assert storage.get_bytes("v1/a") == b"one"
     assert storage.list_keys() == ["v1/a"]
+
+
+def test_layout_puts_a_versions_files_under_namespace_model_version(tmp_path: Path) -> None:
+    assert version_key("team-a", "btc", "v1") == "team-a/btc/v1"
+    assert artifact_prefix("s3://bucket/models/", "team-a", "btc", "v1") == "s3://bucket/models/team-a/btc/v1"
+    # the manifest the operator reads is the one the trainer's storage writes, at the same key
+    root = f"file://{tmp_path}"
+    written = open_storage(root).put_bytes(f"{version_key('team-a', 'btc', 'v1')}/{MANIFEST_NAME}", b"{}")
+    assert written == f"{artifact_prefix(root, 'team-a', 'btc', 'v1')}/{MANIFEST_NAME}"
+    assert read_uri(written) == b"{}"

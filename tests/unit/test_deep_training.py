@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from clm_operator.api.hyperparameters import NHiTSHyperparameters, PatchTSTHyperparameters
+from clm_contract.hyperparameters import NHiTSHyperparameters, PatchTSTHyperparameters
 from clm_trainer.models.base import DeviceChoice, SeriesData
 from clm_trainer.models.deep import (
     CONFIG_FILE,
@@ -212,7 +212,7 @@ def test_the_same_run_writes_the_same_bytes(tmp_path: Path) -> None:
 
 
 def test_cpu_budget_caps_epochs_and_windows_unless_the_spec_sets_them() -> None:
-    from clm_operator.api.hyperparameters import validate_hyperparameters
+    from clm_contract.hyperparameters import validate_hyperparameters
     from clm_trainer.models.budget import CPU_CAPS
 
     for cls, algorithm in ((NHiTSTrainer, "nhits"), (PatchTSTTrainer, "patchtst")):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from clm_operator.api.training_job import FeaturesSpec, TargetSpec
+from clm_contract.training_job import FeaturesSpec, TargetSpec
 from clm_trainer.features import FeatureError, build_feature_frame, build_series, forward_return
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

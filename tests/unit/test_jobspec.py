@@ -4,8 +4,8 @@ import json
 from typing import Any
 
 import pytest
-from clm_operator.api.trainer_contract import ENV_SPEC_JSON, ExitCode, trainer_args
-from clm_operator.api.training_job import TrainingJobSpec
+from clm_contract.trainer_contract import ENV_SPEC_JSON, ExitCode, trainer_args
+from clm_contract.training_job import TrainingJobSpec
 from clm_operator.domain.config import ConfigError, OperatorConfig
 from clm_operator.domain.jobspec import build_job
 from pydantic import ValidationError

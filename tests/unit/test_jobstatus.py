@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from clm_operator.api.trainer_contract import TrainerResult
+from clm_contract.trainer_contract import TrainerResult
 from clm_operator.domain.jobstatus import RunState, interpret
 
 CREATED = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

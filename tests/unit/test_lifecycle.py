@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from clm_operator.api.conditions import ModelVersionCondition as MVC
-from clm_operator.api.conditions import TrainingJobCondition as TJC
-from clm_operator.api.model_version import Stage, StageChange
-from clm_operator.api.training_job_status import Phase
+from clm_contract.conditions import ModelVersionCondition as MVC
+from clm_contract.conditions import TrainingJobCondition as TJC
+from clm_contract.model_version import Stage, StageChange
+from clm_contract.training_job_status import Phase
 from clm_operator.domain import lifecycle as lc
 from clm_operator.domain.conditions import FALSE, TRUE, UNKNOWN, set_condition
 
@@ -113,9 +113,9 @@ def test_moving_to_a_stage_turns_only_existing_conditions_false() -> None:
     produced = {**status, **lc.version_status(status, lc.move_to(Stage.PRODUCTION, "Pinned", "x"),
                                               generation=1, now=NOW)}
     types = {c["type"] for c in produced["conditions"]}
-    assert produced["stage"] == "Production" and types == {"Trained", "Production"}
+    assert produced["stage"] == "Production" and types == {"Trained", "Production", "Ready"}
     retired = {**produced, **lc.version_status(produced, lc.move_to(Stage.RETIRED, "Replaced", "y"),
                                                generation=1, now=NOW)}
     assert retired["stage"] == "Retired"
     by_type = {c["type"]: c["status"] for c in retired["conditions"]}
-    assert by_type == {"Trained": "Unknown", "Production": "False", "Retired": "True"}
+    assert by_type == {"Trained": "Unknown", "Production": "False", "Retired": "True", "Ready": "False"}

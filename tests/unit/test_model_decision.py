@@ -7,7 +7,7 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from clm_operator.api.model_version import Stage
+from clm_contract.model_version import Stage
 from clm_operator.domain import lifecycle as lc
 from clm_operator.domain import model_decision as md
 from clm_operator.domain.effects import EventReason, MetricOp

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from clm_operator.api.hyperparameters import (
+from clm_contract.hyperparameters import (
     HyperparameterError,
     NHiTSHyperparameters,
     validate_hyperparameters,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from clm_operator.sandbox.node.env import (
+from clm_sandbox.node.env import (
     ContainerConfigError,
     NodeContext,
     container_env,
@@ -15,7 +15,7 @@ from clm_operator.sandbox.node.env import (
     resource_field_value,
     service_env,
 )
-from clm_operator.sandbox.node.images import (
+from clm_sandbox.node.images import (
     DEFAULT_PATH,
     ImageMap,
     ImageMapError,

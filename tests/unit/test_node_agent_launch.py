@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clm_operator.sandbox.node.launch import _unescape, resolve_in_root, topmost_under
-from clm_operator.sandbox.node.logs import tail_lines
+from clm_sandbox.node.launch import _unescape, resolve_in_root, topmost_under
+from clm_sandbox.node.logs import tail_lines
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from clm_operator.sandbox.node.agent import run_probe
+from clm_sandbox.node.agent import run_probe
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from clm_operator.sandbox.node.status import (
+from clm_sandbox.node.status import (
     ContainerView,
     PodView,
     Terminated,

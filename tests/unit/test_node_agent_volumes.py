@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clm_operator.sandbox.node.env import NodeContext
-from clm_operator.sandbox.node.scheduling import (
+from clm_sandbox.node.env import NodeContext
+from clm_sandbox.node.scheduling import (
     pod_requests,
     tolerates,
     unschedulable_message,
     unschedulable_reasons,
 )
-from clm_operator.sandbox.node.volumes import (
+from clm_sandbox.node.volumes import (
     VolumeError,
     VolumeFile,
     current_files,

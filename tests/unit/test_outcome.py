@@ -3,12 +3,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from clm_operator.api.metrics import BacktestMetrics, Criteria
-from clm_operator.api.trainer_contract import ArtifactRef, DatasetSummary, TrainerResult
+from clm_contract.metrics import BacktestMetrics, Criteria
+from clm_contract.promotion import evaluate
+from clm_contract.trainer_contract import ArtifactRef, DatasetSummary, TrainerResult
 from clm_operator.domain import lifecycle as lc
 from clm_operator.domain import outcome
 from clm_operator.domain.jobstatus import JobVerdict, RunState
-from clm_operator.domain.promotion import evaluate
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=3)

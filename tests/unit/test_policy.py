@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from clm_operator.api.model import PromotionPolicy
-from clm_operator.api.model_version import Stage
+from clm_contract.model import PromotionPolicy
+from clm_contract.model_version import Stage
 from clm_operator.domain import history
 from clm_operator.domain.policy import (
     ModelState,
@@ -178,7 +178,7 @@ def test_example_models_are_valid() -> None:
     from pathlib import Path
 
     import yaml
-    from clm_operator.api.model import ModelSpec, validate_model_name
+    from clm_contract.model import ModelSpec, validate_model_name
 
     examples = sorted((Path(__file__).resolve().parents[2] / "examples").glob("model-*.yaml"))
     assert examples, "examples/model-*.yaml missing"

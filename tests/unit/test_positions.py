@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from clm_operator.api.training_job import TrainingJobSpec
+from clm_contract.training_job import TrainingJobSpec
 from clm_trainer.features import build_series
 from clm_trainer.models.base import SeriesData
 from clm_trainer.pipeline import choose_fold_rule, direct_positions, model_fold_positions, trial_counts

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from clm_operator.api.hyperparameters import HyperparameterError, PPOHyperparameters, validate_hyperparameters
-from clm_operator.api.training_job import Algorithm, FeaturesSpec, TargetSpec, TrainingJobSpec
+from clm_contract.hyperparameters import HyperparameterError, PPOHyperparameters, validate_hyperparameters
+from clm_contract.training_job import Algorithm, FeaturesSpec, TargetSpec, TrainingJobSpec
 from clm_operator.domain.schedule import default_period
 from clm_trainer import backtest as bt
 from clm_trainer.device import choose_device
 from clm_trainer.features import build_series
 from clm_trainer.models import trainer_factory
 from clm_trainer.models.base import DeviceChoice, SeriesData, TradingTerms
+from clm_trainer.models.deep import CONFIG_FILE
 from clm_trainer.models.ppo import (
-    CONFIG_FILE,
     WEIGHTS_FILE,
     PPOTrainer,
     TradingEnv,

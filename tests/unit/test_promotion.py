@@ -1,12 +1,12 @@
-"""The promotion score and criteria of docs/architecture.md section 4 (clm_operator.domain.promotion)."""
+"""The promotion score and criteria of docs/architecture.md section 4 (clm_contract.promotion)."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-from clm_operator.api.metrics import BacktestMetrics, Criteria
-from clm_operator.domain.promotion import evaluate, promotion_score
+from clm_contract.metrics import BacktestMetrics, Criteria
+from clm_contract.promotion import evaluate, promotion_score
 
 
 def metrics(**overrides: float) -> BacktestMetrics:

@@ -95,9 +95,10 @@ def test_every_route_registers_with_the_configured_intervals() -> None:
         "pods.event.run_object_event",
         "modelversions.event.model_version_event",
         "models.event.model_event",
+        "trainingjobs.event.training_job_event",
     }
     changing = {h.id for h in registry._changing.get_all_handlers()}
-    assert len(changing) == 3 and len(list(registry._activities.get_all_handlers())) == 2
+    assert len(changing) == 2 and len(list(registry._activities.get_all_handlers())) == 2
     assert len(handlers.ROUTES) == len(timers) + len(watched) + len(changing) + 2
     assert common.current().config.resync_seconds == 3.0
 

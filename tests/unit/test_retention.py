@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from clm_operator.api.model_version import Stage
+from clm_contract.model_version import Stage
 from clm_operator.domain.policy import VersionView
 from clm_operator.domain.retention import versions_to_delete
 

@@ -8,9 +8,9 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from clm_operator.api.metrics import BacktestMetrics
-from clm_operator.api.trainer_contract import ArtifactRef, DatasetSummary, TrainerResult
-from clm_operator.api.training_job import TrainingJobSpec
+from clm_contract.metrics import BacktestMetrics
+from clm_contract.trainer_contract import ArtifactRef, DatasetSummary, TrainerResult
+from clm_contract.training_job import TrainingJobSpec
 from clm_operator.domain import lifecycle as lc
 from clm_operator.domain import run
 from clm_operator.domain.config import OperatorConfig

@@ -32,7 +32,7 @@ def test_an_incomplete_last_bar_is_dropped_and_reported() -> None:
 
 
 def test_the_loader_reports_the_trailing_bar(tmp_path: Path) -> None:
-    from clm_operator.api.training_job import DatasetSpec
+    from clm_contract.training_job import DatasetSpec
     from clm_trainer.data import load_dataset
 
     bars = bars_with_last_volume(1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from clm_operator.api.model import ConcurrencyPolicy, ModelSpec
+from clm_contract.model import ConcurrencyPolicy, ModelSpec
 from clm_operator.domain.schedule import (
     Action,
     ScheduleInput,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from clm_operator.api.metrics import Criteria
-from clm_operator.api.training_job import CostsSpec, DatasetSpec, EvaluationSpec
+from clm_contract.metrics import Criteria
+from clm_contract.training_job import CostsSpec, DatasetSpec, EvaluationSpec
 from clm_trainer.data import DataError, load_dataset
 from clm_trainer.synthetic import forward_filter_scores, generate, parse_synthetic_uri
 
@@ -86,10 +86,10 @@ def test_loader_runs_builtins_through_the_same_cleaning_and_honours_timeframe_an
 
 def test_defaults() -> None:
     params = parse_synthetic_uri("builtin:synthetic")
-    assert (params.kind, params.seed, params.bars, params.vol) == ("random_walk", 0, 35040, 0.005)
+    assert (params.kind, params.seed, params.bars, params.vol) == ("random_walk", 0, 52560, 0.005)
     assert params.start == pd.Timestamp("2020-01-01", tz="UTC")
     planted = parse_synthetic_uri("builtin:synthetic?kind=planted")
-    assert (planted.strength, planted.regime, planted.df, planted.vol_ratio) == (0.08, 400.0, 0.0, 1.0)
+    assert (planted.strength, planted.regime, planted.df, planted.vol_ratio) == (0.075, 600.0, 0.0, 1.0)
 
 
 @pytest.mark.parametrize(("uri", "message"), [

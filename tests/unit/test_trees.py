@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost
-from clm_operator.api.hyperparameters import LightGBMHyperparameters, XGBoostHyperparameters
+from clm_contract.hyperparameters import LightGBMHyperparameters, XGBoostHyperparameters
 from clm_trainer.device import choose_device, cuda_device_count, thread_count
 from clm_trainer.models import REGISTRY, UnknownAlgorithmError, trainer_factory
 from clm_trainer.models.base import DeviceChoice, SeriesData
@@ -67,6 +67,64 @@ def test_same_seed_same_model(cls: type, hp: object) -> None:
     second.fit(data, idx)
     np.testing.assert_array_equal(first.predict(data, np.arange(1000, 1500)),
                                   second.predict(data, np.arange(1000, 1500)))
+
+
+EARLY_STOPPING = [
+    (XGBoostTrainer, XGBoostHyperparameters(n_estimators=200, early_stopping_rounds=20)),
+    (LightGBMTrainer, LightGBMHyperparameters(n_estimators=200, early_stopping_rounds=20)),
+]
+
+
+def unpredictable(n: int = 1500, seed: int = 0) -> SeriesData:
+    """Labels independent of the features: every tree after the first few fits noise."""
+    data = planted(n, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    return SeriesData(bars=data.bars, features=data.features, feature_names=data.feature_names,
+                      target=0.01 * rng.normal(size=n), horizon_bars=1, target_kind="sign")
+
+
+@pytest.mark.parametrize(("cls", "hp"), EARLY_STOPPING, ids=["xgboost", "lightgbm"])
+def test_early_stopping_stops_on_noise_and_keeps_trees_for_a_signal(cls: type, hp: object) -> None:
+    """nEstimators is a maximum: on labels that nothing predicts the held-out loss stops improving at
+    once, on the planted signal it keeps improving for many rounds."""
+    train = np.arange(1000)
+    noise_fits = []
+    for seed in range(3):
+        model = cls(hp, seed, CPU)
+        model.fit(unpredictable(seed=seed), train)
+        noise_fits.append(model.rounds)
+    signal = cls(hp, 0, CPU)
+    signal.fit(planted(), train)
+    assert max(noise_fits) < 40, noise_fits
+    assert signal.rounds > 2 * max(noise_fits), (signal.rounds, noise_fits)
+    assert signal.rounds <= 200
+
+
+@pytest.mark.parametrize(("cls", "hp"), EARLY_STOPPING, ids=["xgboost", "lightgbm"])
+def test_early_stopping_off_or_too_few_rows_trains_every_tree(cls: type, hp: object) -> None:
+    assert XGBoostHyperparameters().early_stopping_rounds == 0  # off by default
+    assert LightGBMHyperparameters().early_stopping_rounds == 0
+    off = cls(hp.model_copy(update={"early_stopping_rounds": 0}), 0, CPU)
+    off.fit(unpredictable(), np.arange(1000))
+    assert off.rounds == 200
+    few = cls(hp, 0, CPU)
+    few.fit(unpredictable(), np.arange(40))  # no purged hold-out fits in 40 rows
+    assert few.rounds == 200
+
+
+@pytest.mark.parametrize(("cls", "hp"), EARLY_STOPPING, ids=["xgboost", "lightgbm"])
+def test_early_stopping_reads_only_the_training_rows(cls: type, hp: object) -> None:
+    """The count is chosen inside the fit's own rows: rows after them (a fold's test bars) cannot move it."""
+    data = planted()
+    changed = planted()
+    changed.features[1000:] = np.random.default_rng(9).normal(size=changed.features[1000:].shape)
+    changed.target[1000:] = -changed.target[1000:]
+    first, second = cls(hp, 5, CPU), cls(hp, 5, CPU)
+    first.fit(data, np.arange(1000))
+    second.fit(changed, np.arange(1000))
+    assert first.rounds == second.rounds
+    rows = np.arange(1000)
+    np.testing.assert_array_equal(first.predict(data, rows), second.predict(changed, rows))
 
 
 def test_xgboost_artifact_reloads_with_the_library_alone(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from clm_operator.api.model_version import VERSION_PATTERN
+from clm_contract.model_version import VERSION_PATTERN
 from clm_operator.domain.versioning import (
     job_name_for,
     label_value,

@@ -118,7 +118,7 @@ def test_scores_exist_only_in_test_blocks() -> None:
 
 
 def test_pipeline_positions_are_flat_outside_the_test_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    from clm_operator.api.training_job import TrainingJobSpec
+    from clm_contract.training_job import TrainingJobSpec
     from clm_trainer.pipeline import evaluate_walk_forward
 
     monkeypatch.setenv("CLM_NUM_THREADS", "1")

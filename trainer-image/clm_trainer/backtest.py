@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from clm_operator.api.metrics import BacktestMetrics
+from clm_contract.metrics import BacktestMetrics
 
 from clm_trainer import sharpe_stats
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from clm_operator.api.hyperparameters import HyperparameterError
-from clm_operator.api.trainer_contract import (
+from clm_contract.hyperparameters import HyperparameterError
+from clm_contract.trainer_contract import (
     DEFAULT_TERMINATION_LOG,
     ENV_NAMESPACE,
     ENV_OUTPUT_URI,
@@ -34,7 +34,7 @@ from clm_operator.api.trainer_contract import (
     ExitCode,
     TrainerResult,
 )
-from clm_operator.api.training_job import TrainingJobSpec
+from clm_contract.training_job import TrainingJobSpec
 from pydantic import ValidationError
 
 from clm_trainer import logging_setup
@@ -75,8 +75,15 @@ def _read_spec_document(args: argparse.Namespace, env: Mapping[str, str]) -> tup
             raise SpecError("--spec-env", f"environment variable {var} is not set or empty; set it to the "
                                           "TrainingJob spec as JSON, or pass --spec FILE")
         text, source = env[var], f"${var}"
+    # JSON first: the operator passes the spec as ASCII JSON, where an emoji is a surrogate pair
+    # ("\ud83d\ude00"). PyYAML decodes each half on its own, and the lone surrogates it returns are
+    # not a valid string to pydantic; json joins them.
     try:
-        return yaml.safe_load(text), source  # YAML is a superset of JSON: one parser for both
+        return json.loads(text), source
+    except ValueError:
+        pass
+    try:
+        return yaml.safe_load(text), source
     except yaml.YAMLError as exc:
         raise SpecError("spec", f"{source} is not valid YAML/JSON ({exc}); fix the syntax") from exc
 
@@ -180,10 +187,11 @@ def write_termination_message(path: str, result: TrainerResult) -> None:
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    from clm_contract.storage import ArtifactExistsError, S3Settings, StorageError  # noqa: PLC0415
+
     from clm_trainer.data import DataError  # noqa: PLC0415 - imports pandas; keep --help light
     from clm_trainer.models import UnknownAlgorithmError  # noqa: PLC0415
     from clm_trainer.pipeline import RunOptions, TrainerFailure, default_version, run_pipeline  # noqa: PLC0415
-    from clm_trainer.storage import ArtifactExistsError, S3Settings, StorageError  # noqa: PLC0415
 
     environ = os.environ if env is None else env
     termination_log = args.termination_log or environ.get(ENV_TERMINATION_LOG) or DEFAULT_TERMINATION_LOG

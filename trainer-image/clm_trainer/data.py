@@ -23,9 +23,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
-from clm_operator.api.training_job import DatasetSpec
-
-from clm_trainer.storage import ObjectNotFoundError, S3Settings, read_uri
+from clm_contract.storage import ObjectNotFoundError, S3Settings, read_uri
+from clm_contract.training_job import DatasetSpec
 
 OHLCV = ["open", "high", "low", "close", "volume"]
 PRICES = ["open", "high", "low", "close"]

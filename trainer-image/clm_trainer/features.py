@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from clm_operator.api.training_job import FeaturesSpec, TargetSpec
+from clm_contract.training_job import FeaturesSpec, TargetSpec
 
 from clm_trainer.models.base import SeriesData
 

@@ -54,7 +54,10 @@ def build_manifest(*, version: str, namespace: str, spec: dict[str, Any], data_r
                    backtest: dict[str, Any], conventions: dict[str, Any], evaluation: dict[str, Any],
                    artifact: dict[str, Any], files: dict[str, str], durations: dict[str, float],
                    device: dict[str, str], dataset_summary: dict[str, Any],
-                   created_at: str, benchmark: dict[str, Any] | None = None) -> dict[str, Any]:
+                   created_at: str, benchmark: dict[str, Any] | None = None,
+                   budget: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest document; ``budget`` is the training budget that applied and why (None: the
+    algorithm has none, e.g. trees)."""
     return {
         "schemaVersion": MANIFEST_SCHEMA_VERSION,
         "kind": "ModelManifest",
@@ -75,6 +78,7 @@ def build_manifest(*, version: str, namespace: str, spec: dict[str, Any], data_r
         "backtest": {"metrics": backtest, "conventions": conventions},
         "evaluation": evaluation,
         "benchmark": benchmark,
+        "budget": budget,
         "device": device,
         "durationsSeconds": durations,
     }

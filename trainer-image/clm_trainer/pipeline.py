@@ -27,16 +27,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from clm_operator.api.metrics import BacktestMetrics, EvaluationResult
-from clm_operator.api.trainer_contract import (
-    MANIFEST_NAME,
+from clm_contract.metrics import BacktestMetrics, EvaluationResult
+from clm_contract.promotion import evaluate
+from clm_contract.storage import MANIFEST_NAME, S3Settings, Storage, StorageError, open_storage, version_key
+from clm_contract.trainer_contract import (
     ArtifactRef,
     DatasetSummary,
     ExitCode,
     TrainerResult,
 )
-from clm_operator.api.training_job import Sizing, TrainingJobSpec
-from clm_operator.domain.promotion import evaluate
+from clm_contract.training_job import Sizing, TrainingJobSpec
 
 from clm_trainer import logging_setup
 from clm_trainer.device import choose_device, thread_count
@@ -53,7 +53,6 @@ from clm_trainer.positions import (
     volatility_sizes,
 )
 from clm_trainer.report import ReportInput, render_html
-from clm_trainer.storage import S3Settings, Storage, StorageError, open_storage
 from clm_trainer.walkforward import (
     Fold,
     WalkForwardError,
@@ -103,11 +102,6 @@ def default_version(spec: TrainingJobSpec) -> str:
     return "v" + hashlib.sha256(canonical_spec_json(spec).encode()).hexdigest()[:12]
 
 
-def version_key_prefix(namespace: str, model_name: str, version: str) -> str:
-    """The storage keys' prefix (relative to the output root): artifact_prefix without the root."""
-    return f"{namespace}/{model_name}/{version}"
-
-
 def _iso(ts: Any) -> str:
     """ISO 8601 UTC with a Z, the way the data report writes its timestamps."""
     return str(pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -137,7 +131,7 @@ def run_pipeline(spec: TrainingJobSpec, options: RunOptions) -> RunOutcome:
     durations: dict[str, float] = {}
     step = logging_setup.step
     version = options.version
-    prefix = version_key_prefix(options.namespace, spec.model_name, version)
+    prefix = version_key(options.namespace, spec.model_name, version)
 
     with step("open_storage", durations, output=options.output_uri) as info:
         try:
@@ -228,8 +222,7 @@ def run_pipeline(spec: TrainingJobSpec, options: RunOptions) -> RunOutcome:
         evaluation={**evaluation.to_wire(), "criteria": spec.evaluation.criteria.to_wire()},
         artifact=artifact.to_wire(), files={**files}, durations=durations,
         device={"kind": device.kind, "reason": device.reason}, dataset_summary=summary.to_wire(),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    manifest["budget"] = getattr(final, "budget", None)  # which training budget applied, and why
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"), budget=getattr(final, "budget", None))
     with step("manifest", durations, uri=manifest_uri):
         _put_verified(storage, f"{prefix}/{MANIFEST_NAME}", to_json_bytes(manifest), "application/json")
 
@@ -307,7 +300,7 @@ def choose_fold_rule(spec: TrainingJobSpec, data: SeriesData, fold: Fold,
     candidates = candidate_rules(
         contiguous, entry=spec.evaluation.signal_threshold, entry_quantiles=layer.entry_quantiles,
         exit_threshold=layer.exit_threshold, exit_fractions=layer.exit_fractions,
-        min_hold=layer.min_holding_bars or spec.target.horizon_bars)
+        min_hold=spec.min_holding_bars)
     costs, criteria = spec.evaluation.costs, spec.evaluation.criteria
     # minTrades holds for all test bars together: scaled to the validation bars by their count (the
     # number of test bars is fixed by the spec and the data's length, never by their values)
@@ -330,7 +323,7 @@ def unselected_rule(spec: TrainingJobSpec, training_scores: np.ndarray) -> RuleC
     rules = candidate_rules(training_scores, entry=spec.evaluation.signal_threshold,
                             entry_quantiles=[quantiles[len(quantiles) // 2]],
                             exit_threshold=layer.exit_threshold, exit_fractions=[0.0],
-                            min_hold=layer.min_holding_bars or spec.target.horizon_bars)
+                            min_hold=spec.min_holding_bars)
     rule = rules[0] if rules else FLAT
     rule = replace(rule, label=f"{rule.label} (no validation split: too few training rows; not selected)")
     return RuleChoice(rule=rule, candidates=[], validation_bars=0)

@@ -7,8 +7,9 @@ Scores
     p(up) - 0.5, regressors forecast / typical size). Non-finite scores count as 0 (no edge).
 Rule (``PositionRule``)
     * flat -> open ``side = sign(score)`` when ``|score| > entry`` (shorts only with ``allow_short``);
-    * a held position is kept for at least ``min_hold`` decisions (bars) after it was opened: a
-      target over ``horizonBars`` is held for its horizon;
+    * a held position is kept for at least ``min_hold`` decisions (bars) after it was opened (the
+      spec's ``minHoldingBars``, by default 5 x ``horizonBars``: long enough for a trade's drift to
+      outweigh its noise, see ``clm_contract.training_job.HOLD_HORIZONS``);
     * after that, with ``edge = side * score``: ``edge < -entry`` flips to the other side (closes when
       shorts are off), else ``edge < exit`` closes (hysteresis: ``exit <= entry``; ``exit = 0`` closes
       when the score turns against the position, ``exit = -entry`` only ever flips);

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from clm_operator.api.common import ConditionStatus
+from clm_contract.common import ConditionStatus
+
 from clm_operator.domain.versioning import format_timestamp
 
 TRUE = ConditionStatus.TRUE

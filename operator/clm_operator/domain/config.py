@@ -48,6 +48,12 @@ class OperatorConfig(BaseSettings):
     default_ttl_seconds_after_finished: int | None = Field(
         None, ge=0, validation_alias="CLM_JOB_TTL_SECONDS_AFTER_FINISHED")
 
+    # What a TrainingJob may ask for (domain/run.py ``refused_fields``; chart values ``policy``). A run
+    # asking for more fails with Accepted=False reason NotAllowedByOperator naming the field.
+    allowed_image_prefixes: tuple[str, ...] = Field((), validation_alias="CLM_ALLOWED_IMAGE_PREFIXES")
+    allow_run_tolerations: bool = Field(True, validation_alias="CLM_ALLOW_RUN_TOLERATIONS")
+    allow_run_priority_class: bool = Field(True, validation_alias="CLM_ALLOW_RUN_PRIORITY_CLASS")
+
     # How the operator runs (runner.py, handlers/__init__.py).
     watch_namespaces: tuple[str, ...] = Field((), validation_alias="CLM_WATCH_NAMESPACES")
     resync_seconds: float = Field(10.0, gt=0, validation_alias="CLM_RESYNC_SECONDS")
@@ -58,20 +64,24 @@ class OperatorConfig(BaseSettings):
 
     # The Alertmanager webhook (handlers/webhook.py). The port: the variable wins over the flag.
     webhook_port: int | None = Field(None, ge=0, le=65535, validation_alias="CLM_WEBHOOK_PORT")
-    webhook_host: str = Field("0.0.0.0", validation_alias="CLM_WEBHOOK_HOST")
+    # Address of /metrics and /healthz, and of the webhook unless CLM_WEBHOOK_HOST says otherwise. In a pod
+    # 0.0.0.0 is the pod's own network namespace (the kubelet's probes and Prometheus reach the pod IP);
+    # a process on a shared host (the sandbox) binds 127.0.0.1.
+    bind_address: str = Field("0.0.0.0", min_length=1, validation_alias="CLM_BIND_ADDRESS")
+    webhook_host: str | None = Field(None, validation_alias="CLM_WEBHOOK_HOST")
     webhook_token_file: Path | None = Field(None, validation_alias="CLM_WEBHOOK_TOKEN_FILE")
     webhook_token: SecretStr | None = Field(None, validation_alias="CLM_WEBHOOK_TOKEN")
     webhook_namespace: str | None = Field(None, validation_alias="CLM_WEBHOOK_NAMESPACE")
 
     @field_validator("s3_endpoint_url", "s3_secret_name", "trainer_service_account",
                      "default_ttl_seconds_after_finished", "clock_file", "webhook_port", "webhook_token_file",
-                     "webhook_token", "webhook_namespace", mode="before")
+                     "webhook_token", "webhook_namespace", "webhook_host", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """An empty variable means "not set" (a chart renders unset values as "")."""
         return None if value == "" else value
 
-    @field_validator("s3_path_style", mode="before")
+    @field_validator("s3_path_style", "allow_run_tolerations", "allow_run_priority_class", mode="before")
     @classmethod
     def _boolean(cls, value: Any) -> Any:
         """Empty is false; otherwise one of the usual spellings, or an error saying which to use."""
@@ -84,7 +94,7 @@ class OperatorConfig(BaseSettings):
             return True
         raise ValueError("not a boolean: use true or false")
 
-    @field_validator("aws_region", "log_level", mode="before")
+    @field_validator("aws_region", "log_level", "bind_address", mode="before")
     @classmethod
     def _empty_is_default(cls, value: Any, info: Any) -> Any:
         if value == "":
@@ -98,7 +108,7 @@ class OperatorConfig(BaseSettings):
             raise ValueError("use s3://bucket/prefix or file:///path")
         return value
 
-    @field_validator("watch_namespaces", mode="before")
+    @field_validator("watch_namespaces", "allowed_image_prefixes", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -136,6 +146,10 @@ class OperatorConfig(BaseSettings):
         if self.webhook_port is not None:
             return self.webhook_port
         return DEFAULT_WEBHOOK_PORT if flag is None else flag
+
+    def webhook_address(self) -> str:
+        """Where the webhook listens: CLM_WEBHOOK_HOST, else CLM_BIND_ADDRESS."""
+        return self.webhook_host or self.bind_address
 
     def expected_webhook_token(self) -> str | None:
         """The token the webhook requires: the file's content (re-read on every call, so a rotated

@@ -37,6 +37,7 @@ class EventReason(StrEnum):
     MODEL_ROLLED_BACK = "ModelRolledBack"
     TRAINING_FAILED = "TrainingFailed"
     INVALID_SPEC = "InvalidSpec"
+    NOT_ALLOWED = "NotAllowedByOperator"  # a field the operator's allow-lists refuse
     VERSION_PRUNED = "VersionPruned"
     ARTIFACTS_DELETED = "ArtifactsDeleted"
     FORBIDDEN = "Forbidden"

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from clm_operator.api.model import HISTORY_LIMIT, HistoryEntry
+from clm_contract.model import HISTORY_LIMIT, HistoryEntry
+
 from clm_operator.domain.policy import Transition
 
 

@@ -11,9 +11,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from clm_operator import API_VERSION
-from clm_operator.api import trainer_contract as tc
-from clm_operator.api.training_job import TrainingJobSpec
+from clm_contract import API_VERSION
+from clm_contract import trainer_contract as tc
+from clm_contract.training_job import TrainingJobSpec
+
 from clm_operator.domain.config import OperatorConfig
 from clm_operator.domain.versioning import job_name_for, label_value, version_for_training_job
 

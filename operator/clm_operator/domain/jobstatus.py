@@ -13,12 +13,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from clm_contract.trainer_contract import TrainerResult
 from pydantic import ValidationError
 
-from clm_operator.api.trainer_contract import TrainerResult
 from clm_operator.domain.jobspec import CONTAINER_NAME
 from clm_operator.domain.versioning import parse_timestamp
 
+POD_FAILURE_POLICY = "PodFailurePolicy"  # the Job condition reason of a podFailurePolicy FailJob rule
 STUCK_REASONS = ("ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "CreateContainerError",
                  "InvalidImageName")
 
@@ -39,6 +40,18 @@ class JobVerdict:
     termination_message: str | None = None
     pod_name: str | None = None
     started_at: str | None = None
+    # What the run's status says: the trainer's own reason when it stated one (BadData, not the Job's
+    # PodFailurePolicy) and the message without any reason prefix, so that neither repeats the other.
+    cause: str = ""
+    detail: str = ""
+
+    @property
+    def run_reason(self) -> str:
+        return self.cause or self.reason
+
+    @property
+    def run_message(self) -> str:
+        return self.detail or self.message
 
     def trainer_result(self) -> TrainerResult | None:
         return parse_trainer_result(self.termination_message)
@@ -93,16 +106,24 @@ def _termination(pods: list[dict[str, Any]], exit_zero: bool) -> tuple[str | Non
     return None, None
 
 
-def _failure_message(reason: str, job_message: str, termination: str | None) -> str:
+def _failure(reason: str, job_message: str, termination: str | None) -> tuple[str, str, str]:
+    """(message with the Job's reason, the run's reason, the message alone) of a failed Job."""
     result = parse_trainer_result(termination)
     if result is not None:
-        detail = f"{result.reason or 'TrainerFailed'}: {result.message or ''}".rstrip(": ")
+        detail = result.message or ""
         if result.field:
             detail += f" (field {result.field})"
-        return f"{reason}: {detail}"
+        stated = result.reason or "TrainerFailed"
+        message = f"{stated}: {detail}".rstrip(": ")
+        if reason == POD_FAILURE_POLICY:
+            # A permanent failure (exit 2, section 5): the trainer's verdict is the run's reason.
+            return f"{reason}: {message}", stated, detail.strip() or f"the trainer failed ({reason})"
+        # Retries used up (BackoffLimitExceeded, DeadlineExceeded): the reason; the trainer's says why.
+        return f"{reason}: {message}", reason, message
     if termination:
-        return f"{reason}: {termination.strip()[-1024:]}"
-    return f"{reason}: {job_message}" if job_message else reason
+        text = termination.strip()[-1024:]
+        return f"{reason}: {text}", reason, text
+    return (f"{reason}: {job_message}" if job_message else reason), reason, job_message or reason
 
 
 def interpret(job: dict[str, Any], pods: list[dict[str, Any]], *, now: datetime,
@@ -116,8 +137,8 @@ def interpret(job: dict[str, Any], pods: list[dict[str, Any]], *, now: datetime,
     if failed is not None:
         failure = str(failed.get("reason") or "JobFailed")
         last, last_pod = _termination(pods, exit_zero=False)
-        text = _failure_message(failure, failed.get("message") or "", last)
-        return JobVerdict(RunState.FAILED, failure, text, last, last_pod)
+        text, cause, detail = _failure(failure, failed.get("message") or "", last)
+        return JobVerdict(RunState.FAILED, failure, text, last, last_pod, cause=cause, detail=detail)
 
     for pod in _newest_first(pods):
         phase = (pod.get("status") or {}).get("phase")
@@ -143,9 +164,9 @@ def interpret(job: dict[str, Any], pods: list[dict[str, Any]], *, now: datetime,
         created = job.get("metadata", {}).get("creationTimestamp")
         waited = (now - parse_timestamp(created)).total_seconds() if created else 0.0
         if waited >= startup_timeout_seconds:
-            text = (f"{reason}: the trainer pod {name} did not start within startupTimeoutSeconds="
-                    f"{startup_timeout_seconds}" + (f" ({message})" if message else ""))
-            return JobVerdict(RunState.STUCK, reason, text, pod_name=name)
+            detail = (f"the trainer pod {name} did not start within startupTimeoutSeconds="
+                      f"{startup_timeout_seconds}" + (f" ({message})" if message else ""))
+            return JobVerdict(RunState.STUCK, reason, f"{reason}: {detail}", pod_name=name, detail=detail)
         return JobVerdict(RunState.PENDING, reason, message, pod_name=name)
     active = int((job.get("status") or {}).get("active") or 0)
     return JobVerdict(RunState.PENDING, "Waiting" if active else "", "")

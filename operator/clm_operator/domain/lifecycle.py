@@ -11,7 +11,11 @@ Evaluated=False), Candidate (Evaluated=True), Training.
 
 ``VersionChange`` is every change of a ModelVersion's status, whoever asks for it (a finished run, the
 Model's policy, a stage repair): ``version_status`` turns it into the status patch, recomputing the
-stage and appending the history entry, so the stage is computed in exactly one place.
+stage, the ``Ready`` condition and appending the history entry, so both are computed in exactly one place.
+
+``Ready`` (kstatus, so ``kubectl wait --for=condition=Ready`` works): a TrainingJob is Ready once
+Complete (False with the run's reason while pending, running or failed: ``training_job_ready``); a
+ModelVersion is Ready once Trained and Evaluated as passing (``version_ready``).
 """
 
 from __future__ import annotations
@@ -21,21 +25,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from clm_operator.api.conditions import ModelVersionCondition as MVC
-from clm_operator.api.conditions import Reason
-from clm_operator.api.conditions import TrainingJobCondition as TJC
-from clm_operator.api.model_version import Stage
-from clm_operator.api.training_job_status import Phase
+from clm_contract.conditions import ModelVersionCondition as MVC
+from clm_contract.conditions import Reason
+from clm_contract.conditions import TrainingJobCondition as TJC
+from clm_contract.model_version import Stage
+from clm_contract.training_job_status import Phase
+
 from clm_operator.domain.conditions import (
     FALSE,
     TRUE,
     UNKNOWN,
     ConditionChange,
     apply_changes,
+    get_condition,
     is_false,
     is_true,
 )
-from clm_operator.domain.effects import MetricChange, MetricOp
+from clm_operator.domain.effects import WARNING, Event, EventReason, MetricChange, MetricOp, Subject
 from clm_operator.domain.versioning import format_timestamp
 
 STAGE_HISTORY_LIMIT = 100
@@ -56,6 +62,36 @@ def training_job_phase(conditions: Conditions) -> Phase:
 
 def is_finished(phase: Phase | str) -> bool:
     return str(phase) in (Phase.SUCCEEDED, Phase.FAILED)
+
+
+def training_job_ready(phase: Phase | str, reason: str, message: str) -> ConditionChange:
+    """The TrainingJob's Ready condition for its phase (``reason``/``message``: the run's own, if any)."""
+    if str(phase) == Phase.SUCCEEDED:
+        return ConditionChange(TJC.READY, TRUE, Reason.TRAINED, message or "the run is complete")
+    fallback = {Phase.FAILED: "the run failed", Phase.RUNNING: "the trainer is running"}.get(
+        Phase(phase), "waiting for the trainer to start")
+    return ConditionChange(TJC.READY, FALSE, reason or str(phase), message or fallback)
+
+
+def version_ready(conditions: Conditions) -> ConditionChange:
+    """A ModelVersion is Ready once it has a model that passed its evaluation (any stage after that)."""
+    conditions = list(conditions or ())
+    for type_ in (MVC.TRAINED, MVC.EVALUATED):
+        if is_false(conditions, type_):
+            failed = get_condition(conditions, type_) or {}
+            return ConditionChange(MVC.READY, FALSE, str(failed.get("reason") or type_),
+                                   str(failed.get("message") or f"{type_} is False"))
+    if not is_true(conditions, MVC.TRAINED):
+        return ConditionChange(MVC.READY, FALSE, Reason.TRAINING, "the version is still training")
+    if not is_true(conditions, MVC.EVALUATED):
+        return ConditionChange(MVC.READY, FALSE, Reason.EVALUATION_PENDING, "trained; not evaluated yet")
+    return ConditionChange(MVC.READY, TRUE, Reason.CRITERIA_MET, "trained and passed its criteria")
+
+
+def _ready_differs(conditions: Conditions, wanted: ConditionChange) -> bool:
+    current = get_condition(conditions, wanted.type)
+    return current is None or (current.get("status"), current.get("reason"), current.get("message")) != (
+        wanted.status, wanted.reason, wanted.message)
 
 
 def model_version_stage(conditions: Conditions) -> Stage:
@@ -150,6 +186,8 @@ def version_status(status: Mapping[str, Any], change: VersionChange, *, generati
     present = {c.get("type") for c in status.get("conditions") or ()}
     changes = [*change.conditions, *(c for c in change.if_present if c.type in present)]
     conditions = apply_changes(status.get("conditions"), changes, now=now, observed_generation=generation)
+    conditions = apply_changes(conditions, [version_ready(conditions)], now=now,
+                               observed_generation=generation)
     before = status.get("stage") or None
     stage = model_version_stage(conditions)
     patch: dict[str, Any] = {**change.fields, "conditions": conditions, "stage": str(stage)}
@@ -188,15 +226,48 @@ def training_started(training_job: str) -> VersionChange:
 
 
 def stage_repair(status: Mapping[str, Any]) -> VersionChange | None:
-    """A stored stage that disagrees with the conditions (an edit by hand) is recomputed; None if it agrees.
+    """A stored stage or Ready condition that disagrees with the other conditions (an edit by hand, a
+    version written before Ready existed) is recomputed; None if they agree.
 
     A version without any status yet is left to the run that creates it.
     """
     if not status or not status.get("conditions"):
         return None
-    if status.get("stage") == model_version_stage(status.get("conditions")):
+    conditions = status.get("conditions")
+    if status.get("stage") == model_version_stage(conditions) and not _ready_differs(
+            conditions, version_ready(conditions)):
         return None
     return VersionChange(why="stage recomputed from the conditions")
+
+
+def run_deleted(training_job: str) -> VersionChange:
+    """A version whose run was deleted before it recorded a result: Trained=False, stage Failed."""
+    message = (f"TrainingJob {training_job} was deleted before it recorded a result; this version has no "
+               "model (start a new run)")
+    trained = ConditionChange(MVC.TRAINED, FALSE, Reason.TRAINING_JOB_DELETED, message)
+    return VersionChange(why=f"training failed: {Reason.TRAINING_JOB_DELETED}", fields={"message": message},
+                         conditions=(trained,))
+
+
+def needs_run(mv: Mapping[str, Any]) -> str | None:
+    """The TrainingJob a version still waits for (its name), or None: only a Training version depends on its
+    run, so the reconcile reads the run only then."""
+    status = mv.get("status") or {}
+    if (mv.get("metadata") or {}).get("deletionTimestamp") or not status.get("conditions"):
+        return None
+    if model_version_stage(status.get("conditions")) != Stage.TRAINING:
+        return None
+    ref = (mv.get("spec") or {}).get("trainingJobRef") or {}
+    return str(ref["name"]) if ref.get("name") else None
+
+
+def run_is_gone(mv: Mapping[str, Any], training_job: Mapping[str, Any] | None) -> bool:
+    """Is the version's run gone: absent, being deleted, or a different object under the same name?"""
+    if training_job is None:
+        return True
+    meta = training_job.get("metadata") or {}
+    uid = ((mv.get("spec") or {}).get("trainingJobRef") or {}).get("uid")
+    return bool(meta.get("deletionTimestamp")) or bool(uid and meta.get("uid") and uid != meta["uid"])
 
 
 @dataclass(frozen=True)
@@ -204,12 +275,14 @@ class VersionDecision:
     """The ModelVersion reconcile's decision (handlers/model_version.py)."""
 
     stage: Stage  # what the conditions say (for the stage gauge)
-    repair: VersionChange | None  # a stored stage that disagrees with the conditions
+    repair: VersionChange | None  # a stored stage that disagrees with the conditions, or a lost run
     clean_up: bool  # deleting with the artifact finalizer: delete its storage prefix, then release it
     metrics: tuple[MetricChange, ...] = ()
+    events: tuple[Event, ...] = ()
 
 
-def decide_version(mv: Mapping[str, Any], finalizer: str) -> VersionDecision:
+def decide_version(mv: Mapping[str, Any], finalizer: str, *, run_gone: bool = False) -> VersionDecision:
+    """``run_gone``: the reconcile read the run ``needs_run`` named and found it gone (``run_is_gone``)."""
     meta = mv.get("metadata") or {}
     status = mv.get("status") or {}
     spec = mv.get("spec") or {}
@@ -220,6 +293,13 @@ def decide_version(mv: Mapping[str, Any], finalizer: str) -> VersionDecision:
         labels = {"namespace": str(meta.get("namespace")), "model": str(spec.get("modelName") or ""),
                   "version": str(spec["version"])}
         metrics = (MetricChange.of("clm_promotion_score", MetricOp.SET, labels, float(score)),)
-    return VersionDecision(stage=model_version_stage(status.get("conditions")),
-                           repair=None if deleting else stage_repair(status),
-                           clean_up=deleting and finalizer in (meta.get("finalizers") or []), metrics=metrics)
+    repair = None if deleting else stage_repair(status)
+    events: tuple[Event, ...] = ()
+    waited_for = needs_run(mv)
+    if run_gone and waited_for is not None:
+        repair = run_deleted(waited_for)
+        events = (Event(Subject.MODEL_VERSION, WARNING, EventReason.TRAINING_FAILED,
+                        f"{Reason.TRAINING_JOB_DELETED}: {repair.fields['message']}"),)
+    return VersionDecision(stage=model_version_stage(status.get("conditions")), repair=repair,
+                           clean_up=deleting and finalizer in (meta.get("finalizers") or []), metrics=metrics,
+                           events=events)

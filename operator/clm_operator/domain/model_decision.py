@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from clm_operator.api.conditions import CommonCondition, ModelCondition, Reason
-from clm_operator.api.model import ALLOW_FAILED_PROMOTION_ANNOTATION, HISTORY_LIMIT, ArtifactDeletionPolicy
-from clm_operator.api.model_version import Stage
+from clm_contract.conditions import CommonCondition, ModelCondition, Reason
+from clm_contract.model import ALLOW_FAILED_PROMOTION_ANNOTATION, HISTORY_LIMIT, ArtifactDeletionPolicy
+from clm_contract.model_version import Stage
+
 from clm_operator.domain import effects as fx
 from clm_operator.domain import history as history_domain
 from clm_operator.domain import lifecycle as lc
@@ -33,7 +34,12 @@ from clm_operator.domain.conditions import (
     remove_condition,
 )
 from clm_operator.domain.effects import Event, MetricChange, MetricOp
-from clm_operator.domain.retention import ARTIFACT_FINALIZER, versions_to_delete
+from clm_operator.domain.retention import (
+    ALLOW_DELETE_PRODUCTION_ANNOTATION,
+    ARTIFACT_FINALIZER,
+    PRODUCTION_GUARD_FINALIZER,
+    versions_to_delete,
+)
 from clm_operator.domain.validation import model_problems, summarize
 from clm_operator.domain.versioning import format_timestamp, parse_timestamp
 
@@ -63,6 +69,9 @@ class ModelDecision:
     create_runs: tuple[dict[str, Any], ...] = ()
     events: tuple[Event, ...] = ()
     metrics: tuple[MetricChange, ...] = ()
+    # The Model's own finalizers as they should be (like ``status``: the handler writes the difference).
+    model_finalizers: tuple[str, ...] | None = None
+    deleting: bool = False  # the Model is being deleted: only finalizers (its versions', then its own)
 
     @property
     def transitions(self) -> bool:
@@ -98,11 +107,61 @@ def _deleting(obj: Mapping[str, Any]) -> bool:
     return bool(obj["metadata"].get("deletionTimestamp"))
 
 
+def _deletes_artifacts(spec: Mapping[str, Any]) -> bool:
+    policy = (spec.get("retention") or {}).get("artifactDeletionPolicy", "Retain")
+    return bool(policy == ArtifactDeletionPolicy.DELETE)
+
+
+def _model_finalizers(meta: Mapping[str, Any], wanted: bool) -> tuple[str, ...]:
+    kept = tuple(f for f in meta.get("finalizers") or () if f != PRODUCTION_GUARD_FINALIZER)
+    return (*kept, PRODUCTION_GUARD_FINALIZER) if wanted else kept
+
+
+def _decide_deletion(view: ModelView) -> ModelDecision:
+    """A Model being deleted. Under artifactDeletionPolicy Delete, while a version serves Production, the
+    deletion waits (its guard finalizer stays; DeletionBlocked=True and one Warning Event say how to
+    proceed): the garbage collector would delete the versions and their artifacts, the serving one
+    included. Otherwise the versions' artifact finalizers are made to follow the policy (Retain set while
+    deleting keeps the artifacts) and the guard is released.
+
+    The guard covers the default background deletion; ``kubectl delete --cascade=foreground`` deletes the
+    versions before their Model and is not stopped by it.
+    """
+    model = view.model
+    meta, spec = model["metadata"], model.get("spec") or {}
+    status: dict[str, Any] = dict(model.get("status") or {})
+    live = [mv for mv in view.versions if not _deleting(mv)]
+    serving = sorted(v.version for v in map(version_view, live) if v.stage == Stage.PRODUCTION)
+    override = (meta.get("annotations") or {}).get(ALLOW_DELETE_PRODUCTION_ANNOTATION) == "true"
+    previous = get_condition(status.get("conditions"), ModelCondition.DELETION_BLOCKED)
+    if _deletes_artifacts(spec) and serving and not override:
+        message = (f"version {', '.join(serving)} serves production and "
+                   "spec.retention.artifactDeletionPolicy is Delete: deleting this Model would delete its "
+                   "artifact. Set artifactDeletionPolicy to "
+                   f"Retain (keeps the artifacts) or annotate the Model {ALLOW_DELETE_PRODUCTION_ANNOTATION}="
+                   "\"true\" to delete anyway")
+        change = ConditionChange(ModelCondition.DELETION_BLOCKED, TRUE, Reason.PRODUCTION_ARTIFACT_PROTECTED,
+                                 message)
+        conditions = apply_changes(status.get("conditions"), [change], now=view.now,
+                                   observed_generation=meta.get("generation"))
+        fresh = previous is None or previous.get("status") != TRUE or previous.get("message") != message
+        warning = Event(fx.Subject.MODEL, fx.WARNING, Reason.PRODUCTION_ARTIFACT_PROTECTED, message)
+        events = (warning,) if fresh else ()
+        return ModelDecision(status={**status, "conditions": conditions}, accepted=False, events=events,
+                             model_finalizers=tuple(meta.get("finalizers") or ()), deleting=True)
+    conditions = remove_condition(status.get("conditions"), ModelCondition.DELETION_BLOCKED)
+    return ModelDecision(status={**status, "conditions": conditions}, accepted=False,
+                         finalizers=_finalizers(spec, live), model_finalizers=_model_finalizers(meta, False),
+                         deleting=True)
+
+
 def decide(view: ModelView) -> ModelDecision:
     model = view.model
     meta, spec = model["metadata"], model.get("spec") or {}
     status: dict[str, Any] = dict(model.get("status") or {})
     generation = meta.get("generation")
+    if _deleting(model):
+        return _decide_deletion(view)
     problems = model_problems(dict(model))
     old_accepted = get_condition(status.get("conditions"), ModelCondition.ACCEPTED)
     if problems:
@@ -110,7 +169,12 @@ def decide(view: ModelView) -> ModelDecision:
         message = summarize(problems)
         conditions = apply_changes(
             status.get("conditions"),
-            [ConditionChange(ModelCondition.ACCEPTED, FALSE, Reason.INVALID_SPEC, message)],
+            [
+                ConditionChange(ModelCondition.ACCEPTED, FALSE, Reason.INVALID_SPEC, message),
+                # kstatus: an invalid Model is not Ready either, whatever it served before.
+                ConditionChange(ModelCondition.READY, FALSE, Reason.INVALID_SPEC,
+                                f"the spec is not accepted: {message}"),
+            ],
             now=view.now,
             observed_generation=generation,
         )
@@ -122,7 +186,8 @@ def decide(view: ModelView) -> ModelDecision:
         invalid = (
             (Event(fx.Subject.MODEL, fx.WARNING, fx.EventReason.INVALID_SPEC, message),) if fresh else ()
         )
-        return ModelDecision(status={**status, "conditions": conditions}, accepted=False, events=invalid)
+        return ModelDecision(status={**status, "conditions": conditions}, accepted=False, events=invalid,
+                             model_finalizers=_model_finalizers(meta, _deletes_artifacts(spec)))
 
     changes = [ConditionChange(ModelCondition.ACCEPTED, TRUE, Reason.VALID, "the spec is valid")]
     live = [mv for mv in view.versions if not _deleting(mv)]
@@ -227,6 +292,7 @@ def decide(view: ModelView) -> ModelDecision:
         create_runs=create,
         events=tuple(events),
         metrics=tuple(metrics),
+        model_finalizers=_model_finalizers(meta, _deletes_artifacts(spec)),
     )
 
 
@@ -252,8 +318,7 @@ def _stage_changes(decision: policy_domain.Decision) -> tuple[tuple[str, lc.Vers
 
 def _finalizers(spec: Mapping[str, Any], live: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, bool], ...]:
     """Under artifactDeletionPolicy Delete every version carries the cleanup finalizer; under Retain none."""
-    retention = spec.get("retention") or {}
-    wanted = retention.get("artifactDeletionPolicy", "Retain") == ArtifactDeletionPolicy.DELETE
+    wanted = _deletes_artifacts(spec)
     return tuple(
         (mv["metadata"]["name"], wanted)
         for mv in live

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from clm_operator.api.conditions import ModelVersionCondition as MVC
-from clm_operator.api.conditions import Reason
-from clm_operator.api.conditions import TrainingJobCondition as TJC
-from clm_operator.api.metrics import BacktestMetrics, EvaluationResult
-from clm_operator.api.trainer_contract import TrainerResult
+from clm_contract.conditions import ModelVersionCondition as MVC
+from clm_contract.conditions import Reason
+from clm_contract.conditions import TrainingJobCondition as TJC
+from clm_contract.metrics import BacktestMetrics, EvaluationResult
+from clm_contract.trainer_contract import TrainerResult
+
 from clm_operator.domain.conditions import FALSE, TRUE, ConditionChange, apply_changes
 from clm_operator.domain.jobstatus import JobVerdict, RunState
 from clm_operator.domain.lifecycle import VersionChange
@@ -47,12 +48,13 @@ ACCEPTED_VALID = ConditionChange(TJC.ACCEPTED, TRUE, Reason.VALIDATED, "the spec
 
 
 def rejected(status: Mapping[str, Any], message: str, *, generation: int | None,
-             now: datetime) -> dict[str, Any]:
-    """Invalid spec: Accepted=False (phase Failed), never retried."""
+             now: datetime, reason: str = Reason.INVALID_SPEC) -> dict[str, Any]:
+    """Invalid spec, or one the operator's allow-lists refuse: Accepted=False (phase Failed), never
+    retried."""
     conditions = apply_changes(status.get("conditions"),
-                               [ConditionChange(TJC.ACCEPTED, FALSE, Reason.INVALID_SPEC, message)],
+                               [ConditionChange(TJC.ACCEPTED, FALSE, reason, message)],
                                now=now, observed_generation=generation)
-    return {"conditions": conditions, "reason": str(Reason.INVALID_SPEC), "message": message,
+    return {"conditions": conditions, "reason": str(reason), "message": message,
             "completionTime": format_timestamp(now)}
 
 

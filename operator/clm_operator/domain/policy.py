@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from clm_operator.api.conditions import ModelCondition, Reason
-from clm_operator.api.model import PromotionPolicy
-from clm_operator.api.model_version import Stage
+from clm_contract.conditions import ModelCondition, Reason
+from clm_contract.model import PromotionPolicy
+from clm_contract.model_version import Stage
+
 from clm_operator.domain.conditions import FALSE, TRUE, ConditionChange
 
 
@@ -140,9 +141,15 @@ def decide(state: ModelState, versions: Sequence[VersionView]) -> Decision:
     transition: Transition | None = None
     previous = state.previous_production
     if target is not None and (current is None or target.version != current.version):
-        rollback = target.version in state.past_productions or target.version == state.previous_production
+        # A rollback goes back to an older version that served before; moving forward again to a newer one
+        # (re-promoting it after a rollback) is a promotion, even though it too served before.
+        served = target.version in state.past_productions or target.version == state.previous_production
+        replaced = current.version if current is not None else state.production
+        rollback = served and (replaced is None or target.version < replaced)
         if rollback and reason == Reason.PINNED:
             reason = Reason.ROLLED_BACK
+        elif served and reason == Reason.PINNED:
+            reason = Reason.PROMOTED
         transition = Transition(
             from_version=current.version if current is not None else state.production,
             to_version=target.version, reason=reason, by=by,

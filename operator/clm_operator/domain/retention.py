@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from clm_operator.api.model_version import Stage
+from clm_contract.model_version import Stage
+
 from clm_operator.domain.policy import VersionView
 
 PRUNABLE_STAGES = frozenset({Stage.RETIRED, Stage.FAILED})
 # Under artifactDeletionPolicy Delete every ModelVersion carries it: its storage prefix is removed before
 # the object goes (handlers/model_version.py), however it is deleted.
 ARTIFACT_FINALIZER = "clm.dev/artifact-cleanup"
+# Under artifactDeletionPolicy Delete the Model carries it: deleting the Model is refused while a version
+# serves Production (its artifact would go with it) unless the policy is set to Retain or the Model is
+# annotated ALLOW_DELETE_PRODUCTION_ANNOTATION="true" (domain/model_decision.py).
+PRODUCTION_GUARD_FINALIZER = "clm.dev/production-guard"
+ALLOW_DELETE_PRODUCTION_ANNOTATION = "clm.dev/allow-production-deletion"
 
 
 def versions_to_delete(versions: Sequence[VersionView], keep: int,

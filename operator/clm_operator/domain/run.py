@@ -18,15 +18,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from clm_operator import API_VERSION
-from clm_operator.api.conditions import CommonCondition, Reason
-from clm_operator.api.metrics import BacktestMetrics
-from clm_operator.api.trainer_contract import MANIFEST_NAME, TrainerResult, artifact_prefix
-from clm_operator.api.training_job import TrainingJobSpec
-from clm_operator.api.training_job_status import Phase
+from clm_contract import API_VERSION
+from clm_contract.conditions import CommonCondition, Reason
+from clm_contract.conditions import TrainingJobCondition as TJC
+from clm_contract.metrics import BacktestMetrics
+from clm_contract.promotion import evaluate
+from clm_contract.storage import MANIFEST_NAME, artifact_prefix
+from clm_contract.trainer_contract import TrainerResult
+from clm_contract.training_job import TrainingJobSpec
+from clm_contract.training_job_status import Phase
+
 from clm_operator.domain import lifecycle as lc
 from clm_operator.domain import outcome
-from clm_operator.domain.conditions import remove_condition
+from clm_operator.domain.conditions import apply_changes, get_condition, remove_condition
 from clm_operator.domain.config import OperatorConfig
 from clm_operator.domain.effects import (
     NORMAL,
@@ -48,7 +52,6 @@ from clm_operator.domain.jobspec import (
     version_of,
 )
 from clm_operator.domain.jobstatus import STUCK_REASONS, JobVerdict, RunState, interpret
-from clm_operator.domain.promotion import evaluate
 from clm_operator.domain.validation import summarize, validate_training_job_spec
 from clm_operator.domain.versioning import format_timestamp, job_name_for, model_version_name, parse_timestamp
 
@@ -65,8 +68,11 @@ class RunView:
     model: Mapping[str, Any] | None = None  # the Model the run trains for, when it exists (owner of the MV)
     model_version: Mapping[str, Any] | None = None
     job: Mapping[str, Any] | None = None
-    pods: tuple[Mapping[str, Any], ...] = ()
+    pods: tuple[Mapping[str, Any], ...] = ()  # live pods, then the last state of deleted ones
     manifest: TrainerResult | None = None  # read only when manifest_to_read() asked for it
+    # The Job's last state, seen in its DELETED event, when it is gone (ttlSecondsAfterFinished: 0 can
+    # delete it before any reconcile read its outcome).
+    last_job: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,32 +103,82 @@ def _status(view: RunView) -> dict[str, Any]:
     return dict(view.training_job.get("status") or {})
 
 
+def _recorded_job(view: RunView) -> Mapping[str, Any] | None:
+    """The Job whose outcome counts: the live one, else its last state when it was deleted (if ours)."""
+    if view.job is not None:
+        return view.job
+    last = view.last_job
+    owners = ((last or {}).get("metadata") or {}).get("ownerReferences") or []
+    if last is not None and any(owner.get("uid") == _meta(view)["uid"] for owner in owners):
+        return last
+    return None
+
+
 def manifest_to_read(view: RunView, config: OperatorConfig) -> str | None:
-    """The manifest.json URI to read before deciding: only when the Job succeeded and its termination
-    message holds no usable result (truncated, logs fallback)."""
-    if view.job is None or lc.is_finished(lc.training_job_phase(_status(view).get("conditions"))):
+    """The manifest.json URI to read before deciding: when the Job succeeded and its termination message
+    holds no usable result (truncated, logs fallback), or when the Job is gone before its outcome was
+    recorded (its TTL, a deletion by hand) and nothing seen of it says it failed."""
+    if lc.is_finished(lc.training_job_phase(_status(view).get("conditions"))):
         return None
     spec, _ = validate_training_job_spec(view.training_job.get("spec"))
     if spec is None:
         return None
-    verdict = interpret(
-        dict(view.job),
-        [dict(p) for p in view.pods],
-        now=view.now,
-        startup_timeout_seconds=spec.startup_timeout_seconds,
-    )
-    if verdict.state != RunState.SUCCEEDED:
-        return None
-    result = verdict.trainer_result()
-    if result is not None and result.metrics is not None and result.artifact is not None:
-        return None
-    if result is not None and result.manifest_uri:
-        return result.manifest_uri
+    job = _recorded_job(view)
+    result: TrainerResult | None = None
+    if job is None:
+        if view.job is not None or not _status(view).get("jobName"):
+            return None
+    else:
+        verdict = interpret(
+            dict(job),
+            [dict(p) for p in view.pods],
+            now=view.now,
+            startup_timeout_seconds=spec.startup_timeout_seconds,
+        )
+        if verdict.state != RunState.SUCCEEDED and not (view.job is None and verdict.state not in (
+                RunState.FAILED, RunState.STUCK)):
+            return None
+        result = verdict.trainer_result()
+        if result is not None and result.metrics is not None and result.artifact is not None:
+            return None
+        if result is not None and result.manifest_uri:
+            return result.manifest_uri
     meta = _meta(view)
     prefix = artifact_prefix(
         config.output_uri, meta["namespace"], spec.model_name, version_of(view.training_job)
     )
     return f"{prefix}/{MANIFEST_NAME}"
+
+
+def _model_gone(view: RunView) -> bool:
+    """Is the Model that owns this run (scheduled, alerted, ``kubectl clm train``) gone or being deleted?
+    A run applied by hand before its Model exists has no such owner and waits to be adopted."""
+    owners = [o for o in _meta(view).get("ownerReferences") or () if o.get("kind") == "Model"]
+    if not owners:
+        return False
+    model = view.model
+    if model is None:
+        return True
+    meta = model.get("metadata") or {}
+    return bool(meta.get("deletionTimestamp")) or all(o.get("uid") != meta.get("uid") for o in owners)
+
+
+def refused_fields(spec: TrainingJobSpec, config: OperatorConfig) -> list[str]:
+    """What the operator's allow-lists (OperatorConfig; chart values ``policy``) refuse in a run, each
+    naming its field; empty when the run may go ahead."""
+    refused: list[str] = []
+    prefixes = config.allowed_image_prefixes
+    image = spec.image or config.trainer_image  # the operator's own image is always allowed
+    if prefixes and image != config.trainer_image and not any(image.startswith(p) for p in prefixes):
+        refused.append(f"spec.image {spec.image!r} is not allowed by the operator: it must start with one of "
+                       f"{', '.join(prefixes)} (chart value policy.allowedImagePrefixes)")
+    if spec.tolerations and not config.allow_run_tolerations:
+        refused.append("spec.tolerations may not be set per run on this operator (chart value "
+                       "policy.allowRunTolerations is false)")
+    if spec.priority_class_name and not config.allow_run_priority_class:
+        refused.append(f"spec.priorityClassName {spec.priority_class_name!r} may not be set per run on this "
+                       "operator (chart value policy.allowRunPriorityClass is false)")
+    return refused
 
 
 def model_version_body(view: RunView, spec: TrainingJobSpec, version: str) -> dict[str, Any]:
@@ -163,9 +219,16 @@ def _whole(view: RunView, patch: Mapping[str, Any]) -> tuple[dict[str, Any], Pha
     phase = lc.training_job_phase(merged.get("conditions"))
     merged["phase"] = str(phase)
     generation = _meta(view).get("generation")
+    merged["conditions"] = _with_ready(merged, phase, view.now, generation)
     if generation is not None:
         merged["observedGeneration"] = generation
     return merged, phase
+
+
+def _with_ready(status: Mapping[str, Any], phase: Phase, now: datetime,
+                generation: int | None) -> list[dict[str, Any]]:
+    ready = lc.training_job_ready(phase, str(status.get("reason") or ""), str(status.get("message") or ""))
+    return apply_changes(status.get("conditions"), [ready], now=now, observed_generation=generation)
 
 
 def _labels(view: RunView, spec: TrainingJobSpec) -> dict[str, str]:
@@ -181,6 +244,8 @@ def decide(view: RunView, config: OperatorConfig) -> RunDecision:
         abandoned = phase == Phase.FAILED and status.get("reason") in ABANDONED_REASONS
         # The operator may have stopped between marking the run failed and deleting its Job.
         delete = job_name_for(meta["name"]) if abandoned and view.job is not None else None
+        if get_condition(status.get("conditions"), TJC.READY) is None:  # finished before Ready existed
+            status["conditions"] = _with_ready(status, phase, view.now, generation)
         return RunDecision(status=status, phase=phase, delete_job=delete)
 
     spec, problems = validate_training_job_spec(view.training_job.get("spec"))
@@ -204,9 +269,35 @@ def decide(view: RunView, config: OperatorConfig) -> RunDecision:
             log=("invalid TrainingJob spec", {"problem": message}),
         )
 
+    # Checked before the run's Job exists: a run started under an earlier policy is left to finish.
+    refused = refused_fields(spec, config) if view.job is None and not status.get("jobName") else []
+    if refused:
+        message = "; ".join(refused)
+        whole, new_phase = _whole(view, outcome.rejected(status, message, generation=generation, now=view.now,
+                                                         reason=Reason.NOT_ALLOWED))
+        return RunDecision(
+            status=whole,
+            phase=new_phase,
+            events=(Event(Subject.TRAINING_JOB, WARNING, EventReason.NOT_ALLOWED, message),),
+            metrics=(MetricChange.of("clm_training_job_failures_total", MetricOp.INC,
+                                     {**_labels(view, spec), "reason": Reason.NOT_ALLOWED}),),
+            log=("TrainingJob refused by the operator's allow-lists", {"problem": message}),
+        )
+
     version = version_of(view.training_job)
     mv_name = model_version_name(spec.model_name, version)
     identity = {"version": version, "modelVersion": mv_name}
+    not_started = view.job is None and not status.get("jobName")
+    if _model_gone(view) and (view.model_version is None or not_started):
+        # A run of a Model that is gone (or going) starts nothing: its version would be ownerless, outside
+        # any retention, and the garbage collector deletes the run itself next.
+        message = (f"Model {spec.model_name} that owns this run is deleted; no ModelVersion or Job is "
+                   "created")
+        whole, new_phase = _whole(view, {**outcome.failed(status, Reason.MODEL_DELETED, message,
+                                                          generation=generation, now=view.now), **identity})
+        return RunDecision(status=whole, phase=new_phase, events=(
+            Event(Subject.TRAINING_JOB, WARNING, EventReason.TRAINING_FAILED,
+                  f"{Reason.MODEL_DELETED}: {message}"),))
     create_mv: dict[str, Any] | None = None
     mv_status: Mapping[str, Any] = (view.model_version or {}).get("status") or {}
     start: tuple[lc.VersionChange, ...] = ()
@@ -221,15 +312,20 @@ def decide(view: RunView, config: OperatorConfig) -> RunDecision:
 
     job_name = job_name_for(meta["name"])
     if view.job is None and status.get("jobName"):
-        # The run's Job existed and is gone (deleted by hand, or by its TTL while the operator was away):
-        # starting a second one would train twice under one version.
+        # The run's Job existed and is gone (its TTL, a deletion by hand, while the operator was away or
+        # not): its outcome comes from its last state and its pods', else from manifest.json, the
+        # durable copy of a success. Starting a second Job would train twice under one version.
+        gone = _gone_job_outcome(view, spec, base, identity, mv_status)
+        if gone is not None:
+            return gone
         return _failed(
             view,
             spec,
             base,
             identity,
             Reason.JOB_DELETED,
-            f"Job {job_name} was deleted before its result was recorded; create a new TrainingJob",
+            f"Job {job_name} was deleted before its result was recorded (no manifest.json either); "
+            "create a new TrainingJob",
         )
     if view.job is None:
         job = build_job(dict(view.training_job), config)
@@ -276,7 +372,7 @@ def decide(view: RunView, config: OperatorConfig) -> RunDecision:
     if verdict.state == RunState.SUCCEEDED:
         return _succeeded(view, spec, base, identity, mv_status, verdict.trainer_result())
     if verdict.state in (RunState.FAILED, RunState.STUCK):
-        failed = _failed(view, spec, base, identity, verdict.reason, verdict.message)
+        failed = _failed(view, spec, base, identity, verdict.run_reason, verdict.run_message)
         if verdict.state == RunState.STUCK:
             return replace(failed, delete_job=job_name)
         return failed
@@ -289,6 +385,28 @@ def decide(view: RunView, config: OperatorConfig) -> RunDecision:
     )
     whole, new_phase = _whole(view, {**patch, "jobName": job_name, **identity})
     return replace(base, status=whole, phase=new_phase)
+
+
+def _gone_job_outcome(
+    view: RunView,
+    spec: TrainingJobSpec,
+    base: RunDecision,
+    identity: Mapping[str, str],
+    mv_status: Mapping[str, Any],
+) -> RunDecision | None:
+    """The outcome of a run whose Job is gone, when what was seen of it (or manifest.json) tells it."""
+    job = _recorded_job(view)
+    if job is not None:
+        verdict = interpret(dict(job), [dict(p) for p in view.pods], now=view.now,
+                            startup_timeout_seconds=spec.startup_timeout_seconds)
+        if verdict.state == RunState.FAILED:
+            return _failed(view, spec, base, identity, verdict.run_reason, verdict.run_message)
+        if verdict.state == RunState.SUCCEEDED:
+            return _succeeded(view, spec, base, identity, mv_status, verdict.trainer_result(), job=job)
+    result = view.manifest
+    if result is not None and result.metrics is not None and result.artifact is not None:
+        return _succeeded(view, spec, base, identity, mv_status, result, job=job)
+    return None
 
 
 def _failed(
@@ -328,7 +446,10 @@ def _succeeded(
     identity: Mapping[str, str],
     mv_status: Mapping[str, Any],
     result: TrainerResult | None,
+    *,
+    job: Mapping[str, Any] | None = None,
 ) -> RunDecision:
+    job = job if job is not None else view.job
     if result is None or result.metrics is None or result.artifact is None:
         result = view.manifest
     if result is None or result.metrics is None or result.artifact is None:
@@ -341,7 +462,6 @@ def _succeeded(
             "the trainer exited 0 but neither its termination message nor manifest.json holds a "
             "result with metrics and an artifact",
         )
-    assert view.job is not None
     metrics: BacktestMetrics = result.metrics
     evaluation = evaluate(metrics, spec.evaluation.criteria)
     change = outcome.trained_version(result, evaluation)
@@ -352,7 +472,7 @@ def _succeeded(
         "" if evaluation.passed else "; failed: " + failures
     )
     status = _status(view)
-    job_status = view.job.get("status") or {}
+    job_status = (job or {}).get("status") or {}
     started = status.get("startTime") or job_status.get("startTime")
     completion = job_status.get("completionTime") or format_timestamp(view.now)
     patch = outcome.succeeded(status, message, generation=_meta(view).get("generation"), now=view.now)
@@ -361,7 +481,7 @@ def _succeeded(
         {
             **patch,
             "metrics": outcome.metrics_summary(metrics, evaluation),
-            "jobName": view.job["metadata"]["name"],
+            "jobName": job["metadata"]["name"] if job is not None else job_name_for(_meta(view)["name"]),
             **identity,
             "startTime": started,
             "completionTime": completion,

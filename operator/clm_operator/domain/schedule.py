@@ -1,4 +1,4 @@
-"""When a Model's next training run is due, with CronJob's semantics (docs/architecture.md, "Schedule").
+"""When a Model's next training run is due, with CronJob's semantics (docs/architecture.md sections 3 and 4).
 Pure.
 
 Rules, as batch/v1 CronJob has them:
@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from clm_contract import API_VERSION
+from clm_contract.model import ConcurrencyPolicy
 from croniter import croniter
 
-from clm_operator import API_VERSION
-from clm_operator.api.model import ConcurrencyPolicy
 from clm_operator.domain.jobspec import owner_reference
 
 TREE_ALGORITHMS = frozenset({"xgboost", "lightgbm"})

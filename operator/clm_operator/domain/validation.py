@@ -10,11 +10,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from clm_contract.hyperparameters import HyperparameterError
+from clm_contract.model import ModelSpec, validate_model_name
+from clm_contract.training_job import Algorithm, TrainingJobSpec
 from pydantic import ValidationError
-
-from clm_operator.api.hyperparameters import HyperparameterError
-from clm_operator.api.model import ModelSpec, validate_model_name
-from clm_operator.api.training_job import Algorithm, TrainingJobSpec
 
 # A model-level message that starts with a dotted field path ("evaluation.embargoBars (3) must ...").
 _LEADING_FIELD = re.compile(r"^([a-z][A-Za-z0-9]*(?:\.[a-z][A-Za-z0-9]*)+)\b")

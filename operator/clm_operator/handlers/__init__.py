@@ -7,8 +7,10 @@ wrapper (lock per object, metrics, the error policy, kopf's per-object logger):
 |-----------------------------------------------------|---------------------------------------------|
 | TrainingJob created / resumed after a restart        | TrainingJob (handlers/training_job.py)      |
 | TrainingJob timer, every resync_seconds, unfinished  | TrainingJob (startup timeout, missed events)|
-| TrainingJob deleted                                  | none: its metrics are forgotten             |
-| batch Job / Pod of a run: any event                  | TrainingJob that owns it                    |
+| TrainingJob: DELETED event                           | its ModelVersion (a Training one fails with |
+|                                                      | TrainingJobDeleted); its metrics forgotten  |
+| batch Job / Pod of a run: any event                  | TrainingJob that owns it (a DELETED one's   |
+|                                                      | last state is remembered: common.Tombstones)|
 | ModelVersion: any event                              | ModelVersion (handlers/model_version.py),   |
 |                                                      | then its Model unless it is being cleaned up|
 | Model: any event                                     | Model (handlers/model.py)                   |
@@ -26,12 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
+from clm_contract import GROUP, VERSION
+from clm_contract.training_job_status import Phase
 
-from clm_operator import GROUP, VERSION
-from clm_operator.api.training_job_status import Phase
 from clm_operator.domain.config import OperatorConfig
-from clm_operator.domain.jobspec import LABEL_TRAINING_JOB
+from clm_operator.domain.jobspec import LABEL_TRAINING_JOB, version_of
 from clm_operator.domain.retention import ARTIFACT_FINALIZER
+from clm_operator.domain.versioning import model_version_name
 from clm_operator.handlers import common, model, model_version, training_job, webhook
 from clm_operator.handlers.common import MODEL_VERSIONS, MODELS, TRAINING_JOBS
 from clm_operator.handlers.reconciler import run
@@ -49,15 +52,33 @@ def training_job_unfinished(status: kopf.Status, **_: Any) -> bool:
     return status.get("phase") not in (Phase.SUCCEEDED, Phase.FAILED)
 
 
-async def training_job_deleted(name: str, namespace: str | None, **_: Any) -> None:
-    m.forget_training_job(namespace or "", name)
+async def training_job_event(body: kopf.Body, name: str, namespace: str | None, type: str | None,
+                             **_: Any) -> None:
+    """A deleted run: its ModelVersion, if still Training, must not wait for it for ever.
+
+    The DELETED watch event (not ``kopf.on.delete``, which without a finalizer is never called for an
+    object that is simply gone) carries the run's last state, whence its ModelVersion's name.
+    """
+    if type != "DELETED":
+        return
+    ns = namespace or ""
+    m.forget_training_job(ns, name)
+    common.current().tombstones.forget(ns, name)
+    model_name = str((body.get("spec") or {}).get("modelName") or "")
+    if model_name:
+        version = model_version_name(model_name, version_of(body))
+        await run(model_version.RECONCILE, ns, version)
 
 
 async def run_object_event(body: kopf.Body, namespace: str | None, type: str | None, **_: Any) -> None:
-    """A Job's or pod's event reconciles the TrainingJob that owns it."""
+    """A Job's or pod's event reconciles the TrainingJob that owns it; a DELETED one first remembers the
+    object's last state (its outcome may be nowhere else: ttlSecondsAfterFinished 0)."""
     owner = training_job.owning_training_job(body)
-    if owner and type != "DELETED":
-        await run(training_job.RECONCILE, namespace or "", owner)
+    if not owner:
+        return
+    if type == "DELETED":
+        common.current().tombstones.remember(namespace or "", owner, dict(body))
+    await run(training_job.RECONCILE, namespace or "", owner)
 
 
 async def model_version_event(body: kopf.Body, name: str, namespace: str | None, type: str | None,
@@ -107,7 +128,7 @@ ROUTES: tuple[Route, ...] = (
     Route("create", training_job_changed, TRAINING_JOBS),
     Route("resume", training_job_changed, TRAINING_JOBS),
     Route("timer", training_job_changed, TRAINING_JOBS),
-    Route("delete", training_job_deleted, TRAINING_JOBS),
+    Route("event", training_job_event, TRAINING_JOBS),
     Route("event", run_object_event, "jobs", group="batch", version="v1", labels=RUN_LABEL),
     Route("event", run_object_event, "pods", group="", version="v1", labels=RUN_LABEL),
     Route("event", model_version_event, MODEL_VERSIONS),

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from clm_contract import API_VERSION
 
-from clm_operator import API_VERSION
 from clm_operator.clock import now
 from clm_operator.domain.conditions import ConditionChange, apply_changes
 from clm_operator.domain.config import OperatorConfig
@@ -40,6 +40,44 @@ class Runtime:
     webhook_port_flag: int | None = None  # ``clm-operator run --webhook-port``
     kopf_settings: kopf.OperatorSettings = field(default_factory=kopf.OperatorSettings)
     locks: dict[tuple[str, str, str], asyncio.Lock] = field(default_factory=dict)
+    tombstones: Tombstones = field(default_factory=lambda: Tombstones())
+
+
+TOMBSTONE_LIMIT = 1000  # runs whose deleted Job/pods are remembered at once (oldest forgotten first)
+
+
+@dataclass
+class Tombstones:
+    """The last state of a run's deleted Job and pods, from their DELETED watch events.
+
+    A Job removed by ``ttlSecondsAfterFinished: 0`` can be gone before any reconcile read its outcome; its
+    last state (and its pods', with the trainer's termination message) is what the TrainingJob reconcile
+    decides from then (domain.run.RunView.last_job). Kept in memory only, until the run is finished; after
+    a restart manifest.json is the fallback.
+    """
+
+    runs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def remember(self, namespace: str, run: str, body: Mapping[str, Any]) -> None:
+        entry = self.runs.pop((namespace, run), None) or {"job": None, "pods": {}}
+        if body.get("kind") == "Job":
+            entry["job"] = dict(body)
+        else:
+            entry["pods"][str((body.get("metadata") or {}).get("name"))] = dict(body)
+        self.runs[(namespace, run)] = entry
+        while len(self.runs) > TOMBSTONE_LIMIT:
+            self.runs.pop(next(iter(self.runs)))
+
+    def job(self, namespace: str, run: str) -> dict[str, Any] | None:
+        entry = self.runs.get((namespace, run))
+        return entry["job"] if entry else None
+
+    def pods(self, namespace: str, run: str) -> list[dict[str, Any]]:
+        entry = self.runs.get((namespace, run))
+        return list(entry["pods"].values()) if entry else []
+
+    def forget(self, namespace: str, run: str) -> None:
+        self.runs.pop((namespace, run), None)
 
 
 RUNTIME: Runtime | None = None

@@ -1,6 +1,8 @@
 """The Model reconcile: read the Model, its versions and runs, decide (domain/model_decision.py), apply.
 
-It never writes a Model's spec, only its status, in one diffed write per pass. Every path goes through
+It never writes a Model's spec, only its status, in one diffed write per pass, and its production-guard
+finalizer (domain/model_decision.py ``_decide_deletion``: a Model under artifactDeletionPolicy Delete is not
+deleted while a version serves Production). Every path goes through
 ``reconcile`` under one lock per Model (handlers/reconciler.py), so an event of a version, a change of
 the Model and the schedule timer cannot interleave their writes. Apply order: the Model's status (with the
 history entry) first, then the versions' stage changes in the decided order (through
@@ -16,6 +18,7 @@ from clm_operator.clock import now
 from clm_operator.domain import model_decision
 from clm_operator.domain.conditions import ConditionChange
 from clm_operator.domain.jobspec import owner_reference
+from clm_operator.domain.retention import PRODUCTION_GUARD_FINALIZER
 from clm_operator.handlers import common, model_version
 from clm_operator.handlers.common import MODEL_VERSIONS, MODELS, NO_EVENT, TRAINING_JOBS, with_type
 from clm_operator.handlers.reconciler import Context, Target
@@ -41,9 +44,15 @@ async def apply(ctx: Context, model: dict[str, Any], view: model_decision.ModelV
     await common.write_status(kube, MODELS, model, decision.status)
     for event in decision.events:
         await common.emit(model, event, ctx.logger)
+    by_name = {mv["metadata"]["name"]: dict(mv) for mv in view.versions}
+    if decision.deleting:  # the versions' finalizers first, then the Model's guard is released (or kept)
+        for name, wanted in decision.finalizers:
+            by_name[name] = await model_version.set_finalizer(kube, by_name[name], wanted)
+        await set_guard(ctx, decision)
+        return
+    await set_guard(ctx, decision)
     if not decision.accepted:
         return
-    by_name = {mv["metadata"]["name"]: dict(mv) for mv in view.versions}
     for name, change in decision.version_changes:
         by_name[name] = await model_version.change(kube, by_name[name], change)
     owner = owner_reference(model, "Model")
@@ -66,9 +75,30 @@ async def apply(ctx: Context, model: dict[str, Any], view: model_decision.ModelV
     m.set_production_version(ctx.namespace, ctx.name, decision.production)
 
 
+async def set_guard(ctx: Context, decision: model_decision.ModelDecision) -> None:
+    """Make the Model's production-guard finalizer what the decision says (other finalizers untouched).
+
+    Written from a fresh read with its resourceVersion as precondition (the status write before it changed
+    the one read); a 409 is the wrapper's retry."""
+    if decision.model_finalizers is None:
+        return
+    wanted = PRODUCTION_GUARD_FINALIZER in decision.model_finalizers
+    current = await ctx.kube.get(custom_path(MODELS, ctx.namespace, ctx.name))
+    if current is None:
+        return
+    finalizers = list(current["metadata"].get("finalizers") or [])
+    if (PRODUCTION_GUARD_FINALIZER in finalizers) == wanted:
+        return
+    kept = [f for f in finalizers if f != PRODUCTION_GUARD_FINALIZER]
+    await ctx.kube.merge_patch(custom_path(MODELS, ctx.namespace, ctx.name), {"metadata": {
+        "finalizers": [*kept, PRODUCTION_GUARD_FINALIZER] if wanted else kept,
+        "resourceVersion": current["metadata"].get("resourceVersion")}})
+    ctx.logger.info(f"production guard {'set' if wanted else 'released'}", extra=NO_EVENT)
+
+
 async def reconcile(ctx: Context, *, scheduled: bool = False) -> None:
     model = await common.read(ctx.kube, MODELS, KIND, ctx.namespace, ctx.name)
-    if model is None or model["metadata"].get("deletionTimestamp"):
+    if model is None:
         m.forget_model(ctx.namespace, ctx.name)
         return
     view = await observe(ctx, model, scheduled=scheduled)

@@ -6,11 +6,12 @@ No other module patches a ModelVersion. A run's result (handlers/training_job.py
 domain.lifecycle.version_status) and writes it with the resourceVersion as precondition: a 409 means
 the other writer was first, and the change is recomputed on a fresh read and written again.
 
-The ModelVersion reconcile (``reconcile``) keeps a stored stage consistent with the conditions (an edit
-by hand), keeps the stage gauge, and runs the artifact cleanup of a version being deleted under
-``artifactDeletionPolicy: Delete`` (its storage prefix ``<output>/<namespace>/<model>/<version>/`` is
-removed before the finalizer releases the object; a storage error keeps the finalizer and the Model's
-timer retries).
+The ModelVersion reconcile (``reconcile``) keeps a stored stage and Ready condition consistent with the
+other conditions (an edit by hand), fails a Training version whose TrainingJob was deleted (reason
+TrainingJobDeleted; the TrainingJob's DELETED event runs this reconcile), keeps the stage gauge, and
+runs the artifact cleanup of a version being deleted under ``artifactDeletionPolicy: Delete`` (its
+storage prefix ``<output>/<namespace>/<model>/<version>/`` is removed before the finalizer releases the
+object; a storage error keeps the finalizer and the Model's timer retries).
 """
 
 from __future__ import annotations
@@ -20,13 +21,22 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from clm_operator.api.trainer_contract import artifact_prefix
+from clm_contract.storage import S3Settings, artifact_prefix, open_storage
+
 from clm_operator.clock import now
 from clm_operator.domain import lifecycle as lc
 from clm_operator.domain.conditions import ConditionChange
 from clm_operator.domain.effects import NORMAL, Event, EventReason, Subject
 from clm_operator.domain.retention import ARTIFACT_FINALIZER
-from clm_operator.handlers.common import MODEL_VERSIONS, NO_EVENT, Logger, emit, read, with_type
+from clm_operator.handlers.common import (
+    MODEL_VERSIONS,
+    NO_EVENT,
+    TRAINING_JOBS,
+    Logger,
+    emit,
+    read,
+    with_type,
+)
 from clm_operator.handlers.reconciler import Context, Target
 from clm_operator.k8s import Kube, KubeError, custom_path
 from clm_operator.observability import metrics as m
@@ -147,8 +157,6 @@ def version_folder(mv: Mapping[str, Any], output_uri: str) -> tuple[str, str]:
 
 
 def _delete_prefix(ctx: Context, root: str, leaf: str) -> int:
-    from clm_trainer.storage import S3Settings, open_storage
-
     config = ctx.config
     settings = S3Settings(endpoint_url=config.s3_endpoint_url, region=config.aws_region,
                           path_style=config.s3_path_style)
@@ -181,12 +189,19 @@ async def reconcile(ctx: Context) -> None:
     if mv is None:
         m.forget_model_version(ctx.namespace, ctx.name)
         return
-    decision = lc.decide_version(mv, ARTIFACT_FINALIZER)
+    run_gone = False
+    waited_for = lc.needs_run(mv)
+    if waited_for is not None:  # a Training version: is its run still there to finish it?
+        run = await ctx.kube.get(custom_path(TRAINING_JOBS, ctx.namespace, waited_for))
+        run_gone = lc.run_is_gone(mv, run)
+    decision = lc.decide_version(mv, ARTIFACT_FINALIZER, run_gone=run_gone)
     if decision.clean_up:
         await clean_up(ctx, mv)
         return
     if decision.repair is not None:
         mv = await change(ctx.kube, mv, decision.repair)
+    for event in decision.events:
+        await emit(mv, event, ctx.logger)
     _observe(mv)
     for metric in decision.metrics:
         m.apply(metric)

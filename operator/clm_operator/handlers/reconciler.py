@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import kopf
+from clm_contract.conditions import CommonCondition, Reason
 
-from clm_operator.api.conditions import CommonCondition, Reason
 from clm_operator.domain.conditions import FALSE, ConditionChange
 from clm_operator.domain.config import OperatorConfig
 from clm_operator.handlers.common import NO_EVENT, Logger, lock_for, object_logger, runtime

@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from clm_operator.api.trainer_contract import TrainerResult
-from clm_operator.api.training_job_status import Phase
+from clm_contract.storage import ObjectNotFoundError, S3Settings, StorageError, read_uri
+from clm_contract.trainer_contract import TrainerResult
+from clm_contract.training_job_status import Phase
+
 from clm_operator.clock import now
 from clm_operator.domain import lifecycle as lc
 from clm_operator.domain import run as run_domain
@@ -32,6 +34,7 @@ from clm_operator.handlers.common import (
     MODELS,
     NO_EVENT,
     TRAINING_JOBS,
+    current,
     emit,
     read,
     record_condition,
@@ -60,12 +63,7 @@ def owning_training_job(body: Mapping[str, Any]) -> str | None:
 
 
 def manifest_result(config: OperatorConfig, uri: str) -> TrainerResult | None:
-    """The durable copy of the result: manifest.json beside the artifact (trainer's layout)."""
-    try:
-        from clm_trainer.storage import ObjectNotFoundError, S3Settings, StorageError, read_uri
-    except ImportError:  # an operator image without the trainer package: no fallback possible
-        log.warning("clm_trainer.storage is not importable: cannot read %s", uri)
-        return None
+    """The durable copy of the result: manifest.json beside the artifact (clm_contract.storage's layout)."""
     settings = S3Settings(endpoint_url=config.s3_endpoint_url, region=config.aws_region,
                           path_style=config.s3_path_style)
     try:
@@ -101,11 +99,14 @@ async def observe(ctx: Context, tj: dict[str, Any]) -> run_domain.RunView:
         mv = await read(kube, MODEL_VERSIONS, model_version.KIND, namespace,
                         model_version_name(model_name, version_of(tj)))
     pods: list[dict[str, Any]] = []
-    if job is not None:
+    tombstones = current().tombstones
+    if job is not None or tombstones.job(namespace, name) is not None:
         pods = await kube.list(path_for("v1", "pods", namespace),
                                label_selector=f"{LABEL_TRAINING_JOB}={label_value(name)}")
+    live = {p["metadata"]["name"] for p in pods}
+    pods += [p for p in tombstones.pods(namespace, name) if p["metadata"].get("name") not in live]
     view = run_domain.RunView(training_job=tj, now=instant, job=job, pods=tuple(pods), model=model,
-                              model_version=mv)
+                              model_version=mv, last_job=None if job else tombstones.job(namespace, name))
     uri = run_domain.manifest_to_read(view, ctx.config)
     if uri is not None:
         view = replace(view, manifest=manifest_result(ctx.config, uri))
@@ -135,6 +136,8 @@ async def apply(ctx: Context, tj: dict[str, Any], decision: run_domain.RunDecisi
     for metric in decision.metrics:
         m.apply(metric)
     m.observe_training_job(ctx.namespace, meta["name"], decision.phase)
+    if lc.is_finished(decision.phase):
+        current().tombstones.forget(ctx.namespace, meta["name"])
     if decision.log is not None:
         message, extra = decision.log
         level = logging.INFO if decision.phase == Phase.SUCCEEDED else logging.WARNING

@@ -16,8 +16,13 @@ a performance alert carries ``live_sharpe`` (label or annotation) not below the 
 ``triggers.performance.minLiveSharpe``, or a run of that Model with that trigger is still running
 (deduplicated).
 
-Results (one per request in ``clm_webhook_requests_total{result}``): unauthorized (401), malformed
-(400), accepted (a run was created), deduplicated (all wanted runs were already running), ignored.
+Label values become API paths and label selectors, so each one used (``namespace``, ``clm_model``) must
+be a DNS label (a Model's name: at most 50 characters); anything else answers 400 naming the label,
+before any API call. The body is read in full up to MAX_BODY (1 MiB); a larger one answers 413.
+
+Results (one per request in ``clm_webhook_requests_total{result}``, whatever happens): unauthorized
+(401), too_large (413), malformed (400), error (500: the API failed; Alertmanager retries), accepted (a
+run was created), deduplicated (all wanted runs were already running), ignored.
 """
 
 from __future__ import annotations
@@ -26,12 +31,15 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
 from aiohttp import web
+from clm_contract.model import validate_model_name
+from clm_contract.training_job import DNS_LABEL
 
 from clm_operator.domain import schedule as schedule_domain
 from clm_operator.domain.effects import NORMAL, Event, EventReason, Subject
@@ -48,8 +56,32 @@ TRIGGERS = ("drift", "performance", "regime")
 MAX_BODY = 1024 * 1024
 
 
+READ_CHUNK = 64 * 1024
+NAMESPACE_MAX_LENGTH = 63
+_DNS_LABEL = re.compile(DNS_LABEL)
+
+
 class MalformedPayload(ValueError):
     pass
+
+
+class PayloadTooLarge(ValueError):
+    pass
+
+
+def _checked_label(index: int, label: str, value: Any) -> str:
+    """A label value that goes into an API path or selector: a DNS label, or MalformedPayload naming it."""
+    text = value if isinstance(value, str) else ""
+    try:
+        if label == "clm_model":
+            validate_model_name(text)
+        elif not text or len(text) > NAMESPACE_MAX_LENGTH or not _DNS_LABEL.match(text):
+            raise ValueError(f"must be a DNS label (lowercase letters, digits and '-', at most "
+                             f"{NAMESPACE_MAX_LENGTH} characters)")
+    except ValueError as error:
+        raise MalformedPayload(f"alerts[{index}].labels.{label} {value!r} is not a valid name: "
+                               f"{error}") from None
+    return text
 
 
 @dataclass(frozen=True)
@@ -98,10 +130,12 @@ def parse_payload(payload: Any, default_namespace: str | None) -> tuple[list[Ale
         if not model:
             ignored.append(f"{name}: no clm_model label")
             continue
+        model = _checked_label(index, "clm_model", model)
         namespace = labels.get("namespace") or default_namespace
         if not namespace:
             ignored.append(f"{name}: no namespace label and CLM_WEBHOOK_NAMESPACE is not set")
             continue
+        namespace = _checked_label(index, "namespace", namespace)
         trigger = trigger_from(labels)
         if trigger is None:
             ignored.append(f"{name}: set label clm_trigger to one of {', '.join(TRIGGERS)}")
@@ -109,7 +143,7 @@ def parse_payload(payload: Any, default_namespace: str | None) -> tuple[list[Ale
         key = f"{alert.get('fingerprint', '')}@{alert.get('startsAt', '')}"
         annotations = alert.get("annotations") or {}
         summary = str(annotations.get("summary", ""))[:512]
-        requests.append(AlertRequest(str(namespace), str(model), trigger, key, name, summary,
+        requests.append(AlertRequest(namespace, model, trigger, key, name, summary,
                                      _float(labels.get("live_sharpe", annotations.get("live_sharpe")))))
     return requests, ignored
 
@@ -119,6 +153,18 @@ def _float(value: Any) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, up to MAX_BODY (``content.read(n)`` returns after the first chunk, so read on)."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise PayloadTooLarge(f"body of {request.content_length} bytes is larger than {MAX_BODY} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(READ_CHUNK):
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise PayloadTooLarge(f"body larger than {MAX_BODY} bytes")
+    return bytes(body)
 
 
 def authorized(header: str | None, token: str | None) -> bool:
@@ -138,14 +184,21 @@ def make_app(process: Processor, token: Callable[[], str | None],
             return web.json_response({"error": "unauthorized: send 'Authorization: Bearer <token>' with the "
                                                "token of the webhook Secret"}, status=401)
         try:
-            raw = await request.content.read(MAX_BODY + 1)
-            if len(raw) > MAX_BODY:
-                raise MalformedPayload(f"body larger than {MAX_BODY} bytes")
+            raw = await read_body(request)
             requests, ignored = parse_payload(json.loads(raw or b"null"), default_namespace)
+        except PayloadTooLarge as error:
+            m.WEBHOOK_REQUESTS.labels(result="too_large").inc()
+            return web.json_response({"error": str(error)}, status=413)
         except (ValueError, UnicodeDecodeError) as error:  # MalformedPayload and JSONDecodeError
             m.WEBHOOK_REQUESTS.labels(result="malformed").inc()
             return web.json_response({"error": f"malformed Alertmanager payload: {error}"}, status=400)
-        outcome = await process(requests)
+        try:
+            outcome = await process(requests)
+        except Exception as error:  # counted and answered; Alertmanager retries a 5xx
+            log.error("webhook: processing the alerts failed: %s: %s", type(error).__name__, error)
+            m.WEBHOOK_REQUESTS.labels(result="error").inc()
+            return web.json_response({"error": f"the alerts could not be processed ({type(error).__name__}); "
+                                               "Alertmanager will retry"}, status=500)
         outcome["ignored"] = ignored + outcome.get("ignored", [])
         if outcome.get("accepted"):
             result = "accepted"
@@ -156,7 +209,7 @@ def make_app(process: Processor, token: Callable[[], str | None],
         m.WEBHOOK_REQUESTS.labels(result=result).inc()
         return web.json_response({"result": result, **outcome})
 
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY + 1)
     app.router.add_post(PATH, alertmanager)
     return app
 
@@ -243,7 +296,7 @@ async def start_webhook(logger: kopf.Logger, **_: Any) -> None:
                    default_namespace=config.webhook_namespace)
     _runner = web.AppRunner(app, access_log=None)
     await _runner.setup()
-    site = web.TCPSite(_runner, config.webhook_host, port)
+    site = web.TCPSite(_runner, config.webhook_address(), port)
     try:
         await site.start()
     except OSError as error:
@@ -253,7 +306,7 @@ async def start_webhook(logger: kopf.Logger, **_: Any) -> None:
         await _runner.cleanup()
         _runner = None
         return
-    logger.info(f"Alertmanager webhook listening on :{port}{PATH}")
+    logger.info(f"Alertmanager webhook listening on {config.webhook_address()}:{port}{PATH}")
 
 
 async def stop_webhook(**_: Any) -> None:

@@ -13,16 +13,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from clm_contract.model_version import Stage
+from clm_contract.training_job_status import Phase
 from prometheus_client import Counter, Gauge, Histogram
 
-from clm_operator.api.model_version import Stage
-from clm_operator.api.training_job_status import Phase
 from clm_operator.domain.effects import MetricChange, MetricOp
 
 KINDS = ("TrainingJob", "ModelVersion", "Model")
 PHASES = tuple(str(phase) for phase in Phase)
 STAGES = tuple(str(stage) for stage in Stage)
-WEBHOOK_RESULTS = ("accepted", "unauthorized", "malformed", "ignored", "deduplicated")
+WEBHOOK_RESULTS = ("accepted", "unauthorized", "too_large", "malformed", "error", "ignored", "deduplicated")
 
 RECONCILES = Counter("clm_reconciles_total", "Reconciles by kind and outcome", ["kind", "result"])
 RECONCILE_ERRORS = Counter("clm_reconcile_errors_total", "Reconcile errors by kind and reason",

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
-from clm_operator.api.common import CamelModel
+from clm_contract.common import CamelModel
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from clm_operator.api.common import CamelModel
+from clm_contract.common import CamelModel
 
 from clm_trainer.models.base import DeviceChoice
 

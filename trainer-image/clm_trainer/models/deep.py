@@ -44,7 +44,7 @@ from typing import Any, ClassVar, TypeVar, cast
 import numpy as np
 import torch
 import torch.nn.functional as F
-from clm_operator.api.common import CamelModel
+from clm_contract.common import CamelModel
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import nn
 
@@ -526,10 +526,6 @@ class DeepForecastTrainer:
     def save(self, directory: Path) -> Path:
         if self.module is None:
             raise RuntimeError(f"{self.algorithm}: save called before fit")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        weights = directory / WEIGHTS_FILE
-        write_state_dict(self.module, weights)
         config = {
             "format": CONFIG_FORMAT,
             "algorithm": self.algorithm,
@@ -546,17 +542,23 @@ class DeepForecastTrainer:
             # No timings or device here: the same run must write the same bytes (retries compare them).
             "training": self.training_log.summary() if self.training_log else None,
         }
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        return weights
+        return write_torch_artifact(Path(directory), self.module, WEIGHTS_FILE, config)
 
 
 # ----------------------------------------------------------------------------- loading and scoring
 
 
-def write_state_dict(module: nn.Module, path: Path) -> None:
-    """The module's weights as a plain CPU ``state_dict`` of tensors (never pickled objects), so that
-    ``torch.load(..., weights_only=True)`` reads it back; shared by every torch artifact."""
-    torch.save({k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}, path)
+def write_torch_artifact(directory: Path, module: nn.Module, weights_name: str,
+                         config: dict[str, Any]) -> Path:
+    """A torch artifact, shared by every torch model: ``weights_name`` holds the module's weights as a
+    plain CPU ``state_dict`` of tensors (never pickled objects, so ``torch.load(..., weights_only=True)``
+    reads it back) and ``config.json`` the JSON ``config`` (sorted keys: the same run writes the same
+    bytes). Returns the weights' path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / weights_name
+    torch.save({k: v.detach().to("cpu").clone() for k, v in module.state_dict().items()}, weights)
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return weights
 
 
 def read_config(directory: Path, expected_format: str = CONFIG_FORMAT) -> dict[str, Any]:

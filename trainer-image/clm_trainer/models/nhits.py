@@ -26,8 +26,8 @@ import math
 from typing import Any
 
 import torch
-from clm_operator.api.common import CamelModel
-from clm_operator.api.hyperparameters import NHiTSHyperparameters
+from clm_contract.common import CamelModel
+from clm_contract.hyperparameters import NHiTSHyperparameters
 from torch import nn
 
 from clm_trainer.models.base import DeviceChoice

@@ -26,8 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from clm_operator.api.common import CamelModel
-from clm_operator.api.hyperparameters import PatchTSTHyperparameters
+from clm_contract.common import CamelModel
+from clm_contract.hyperparameters import PatchTSTHyperparameters
 from torch import nn
 
 from clm_trainer.models.base import DeviceChoice

@@ -49,7 +49,6 @@ Artifact
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -60,8 +59,8 @@ import gymnasium as gym
 import numpy as np
 import stable_baselines3
 import torch
-from clm_operator.api.common import CamelModel
-from clm_operator.api.hyperparameters import PPOHyperparameters
+from clm_contract.common import CamelModel
+from clm_contract.hyperparameters import PPOHyperparameters
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -79,7 +78,7 @@ from clm_trainer.models.deep import (
     read_config,
     resolve_device,
     torch_threads,
-    write_state_dict,
+    write_torch_artifact,
 )
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,6 @@ log = logging.getLogger(__name__)
 ARTIFACT_FORMAT = "torch-state-dict"
 CONFIG_FORMAT = "clm-ppo-policy/v1"
 WEIGHTS_FILE = "policy.pt"
-CONFIG_FILE = "config.json"
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
@@ -435,10 +433,6 @@ class PPOTrainer:
 
     def save(self, directory: Path) -> Path:
         trained = self._policy("save")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        weights = directory / WEIGHTS_FILE
-        write_state_dict(trained.policy, weights)
         config = {
             "format": CONFIG_FORMAT,
             "algorithm": self.algorithm,
@@ -459,8 +453,7 @@ class PPOTrainer:
             "stableBaselines3Version": stable_baselines3.__version__,
             "torchVersion": torch.__version__,
         }
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        return weights
+        return write_torch_artifact(Path(directory), trained.policy, WEIGHTS_FILE, config)
 
 
 def _env_factory(episodes: list[Episode], actions: tuple[float, ...], clip: float) -> Any:

@@ -8,6 +8,15 @@ Target kinds (``SeriesData.target_kind``):
 
 Both are seeded and run with a fixed thread count, which makes CPU training deterministic.
 Artifacts are the libraries' own portable formats (XGBoost UBJSON, LightGBM text), never pickle.
+
+Number of trees: ``nEstimators``. With ``earlyStoppingRounds`` N > 0 it is a maximum: the fit first
+trains on the earlier rows of its training rows and watches the loss on their last 20 %
+(``walkforward.inner_validation_split``: purged by the horizon, so no fitted label overlaps a held-out
+bar), stops after N rounds without improvement, then refits on all its training rows with the best
+number of rounds. The count is chosen on training rows only, by the loss rather than by any backtest,
+so it is not a trial of the DSR. Too few rows for the hold-out: ``nEstimators`` trees. It is off by
+default: on the planted series the log loss of overlapping-horizon labels is too noisy a guide (see
+``clm_contract.hyperparameters`` for the measurement).
 """
 
 from __future__ import annotations
@@ -16,13 +25,29 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
-from clm_operator.api.common import CamelModel
-from clm_operator.api.hyperparameters import LightGBMHyperparameters, XGBoostHyperparameters
+from clm_contract.common import CamelModel
+from clm_contract.hyperparameters import LightGBMHyperparameters, XGBoostHyperparameters
 
 from clm_trainer.device import lightgbm_gpu_device_type, thread_count
 from clm_trainer.models.base import DeviceChoice, SeriesData
+from clm_trainer.walkforward import WalkForwardError, inner_validation_split
 
 HyperparametersT = TypeVar("HyperparametersT", bound=CamelModel)
+
+EARLY_STOPPING_FRACTION = 0.2  # the held-out share of a fit's training rows (see the module docstring)
+
+
+def early_stopping_split(data: SeriesData, train_idx: np.ndarray,
+                         patience: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rows the probe fit sees, held-out rows) inside ``train_idx``, or None: no early stopping
+    (``patience`` 0, or too few rows for a purged hold-out)."""
+    if patience <= 0:
+        return None
+    try:
+        return inner_validation_split(train_idx, fraction=EARLY_STOPPING_FRACTION,
+                                      embargo=data.horizon_bars, horizon=data.horizon_bars)
+    except WalkForwardError:
+        return None
 
 
 class _BoostedTrees(Generic[HyperparametersT]):
@@ -46,6 +71,7 @@ class _BoostedTrees(Generic[HyperparametersT]):
         self._scale = 1.0
         self._kind = "sign"
         self._feature_names: list[str] = []
+        self.rounds = 0  # trees in the fitted model (early stopping may choose fewer than nEstimators)
 
     def _labels(self, data: SeriesData, idx: np.ndarray) -> np.ndarray:
         """Training labels for ``idx``; remembers the target kind, feature names and the score scale."""
@@ -63,6 +89,20 @@ class _BoostedTrees(Generic[HyperparametersT]):
         scale = float(np.std(target))
         self._scale = scale if scale > 0 else 1.0
         return target
+
+    def _rounds_and_labels(self, data: SeriesData, train_idx: np.ndarray, probe: Any, *, max_rounds: int,
+                           patience: int) -> tuple[int, np.ndarray]:
+        """(number of trees, labels of ``train_idx``): ``probe(fit_x, fit_y, held_x, held_y)`` trains
+        with early stopping and returns its best round count (see the module docstring)."""
+        labels = self._labels(data, train_idx)
+        split = early_stopping_split(data, train_idx, patience)
+        self.rounds = max_rounds
+        if split is not None:
+            fit_rows, held_rows = split
+            position = np.searchsorted(train_idx, fit_rows), np.searchsorted(train_idx, held_rows)
+            self.rounds = max(1, int(probe(data.features[fit_rows], labels[position[0]],
+                                           data.features[held_rows], labels[position[1]])))
+        return self.rounds, labels
 
     def _booster_or_raise(self, action: str) -> Any:
         if self._booster is None:
@@ -107,10 +147,19 @@ class XGBoostTrainer(_BoostedTrees[XGBoostHyperparameters]):
     def fit(self, data: SeriesData, train_idx: np.ndarray) -> None:
         import xgboost
 
-        labels = self._labels(data, train_idx)
+        def probe(fit_x: np.ndarray, fit_y: np.ndarray, held_x: np.ndarray, held_y: np.ndarray) -> int:
+            fit = xgboost.DMatrix(fit_x, label=fit_y, feature_names=self._feature_names, missing=np.nan)
+            held = xgboost.DMatrix(held_x, label=held_y, feature_names=self._feature_names, missing=np.nan)
+            booster = xgboost.train(self._params(self._kind), fit, num_boost_round=self.hp.n_estimators,
+                                    evals=[(held, "held_out")],
+                                    early_stopping_rounds=self.hp.early_stopping_rounds, verbose_eval=False)
+            return int(booster.best_iteration) + 1
+
+        rounds, labels = self._rounds_and_labels(data, train_idx, probe, max_rounds=self.hp.n_estimators,
+                                                  patience=self.hp.early_stopping_rounds)
         matrix = xgboost.DMatrix(data.features[train_idx], label=labels, feature_names=self._feature_names,
                                  missing=np.nan)
-        self._booster = xgboost.train(self._params(self._kind), matrix, num_boost_round=self.hp.n_estimators)
+        self._booster = xgboost.train(self._params(self._kind), matrix, num_boost_round=rounds)
 
     def predict(self, data: SeriesData, idx: np.ndarray) -> np.ndarray:
         import xgboost
@@ -160,11 +209,20 @@ class LightGBMTrainer(_BoostedTrees[LightGBMHyperparameters]):
     def fit(self, data: SeriesData, train_idx: np.ndarray) -> None:
         import lightgbm
 
-        labels = self._labels(data, train_idx)
+        def probe(fit_x: np.ndarray, fit_y: np.ndarray, held_x: np.ndarray, held_y: np.ndarray) -> int:
+            fit = lightgbm.Dataset(fit_x, label=fit_y, feature_name=self._feature_names, free_raw_data=True)
+            held = lightgbm.Dataset(held_x, label=held_y, reference=fit, free_raw_data=True)
+            booster = lightgbm.train(self._params(self._kind), fit, num_boost_round=self.hp.n_estimators,
+                                     valid_sets=[held], valid_names=["held_out"],
+                                     callbacks=[lightgbm.early_stopping(self.hp.early_stopping_rounds,
+                                                                        verbose=False)])
+            return int(booster.best_iteration) or self.hp.n_estimators
+
+        rounds, labels = self._rounds_and_labels(data, train_idx, probe, max_rounds=self.hp.n_estimators,
+                                                  patience=self.hp.early_stopping_rounds)
         dataset = lightgbm.Dataset(data.features[train_idx], label=labels, feature_name=self._feature_names,
                                    free_raw_data=True)
-        self._booster = lightgbm.train(self._params(self._kind), dataset,
-                                       num_boost_round=self.hp.n_estimators)
+        self._booster = lightgbm.train(self._params(self._kind), dataset, num_boost_round=rounds)
 
     def predict(self, data: SeriesData, idx: np.ndarray) -> np.ndarray:
         return self._scores(self._booster_or_raise("predict").predict(data.features[idx]))
