@@ -387,13 +387,8 @@ def decide(view: RunView, config: OperatorConfig) -> RunDecision:
     return replace(base, status=whole, phase=new_phase)
 
 
-def _gone_job_outcome(
-    view: RunView,
-    spec: TrainingJobSpec,
-    base: RunDecision,
-    identity: Mapping[str, str],
-    mv_status: Mapping[str, Any],
-) -> RunDecision | None:
+def _gone_job_outcome(view: RunView, spec: TrainingJobSpec, base: RunDecision, identity: Mapping[str, str],
+                      mv_status: Mapping[str, Any]) -> RunDecision | None:
     """The outcome of a run whose Job is gone, when what was seen of it (or manifest.json) tells it."""
     job = _recorded_job(view)
     if job is not None:
@@ -409,14 +404,8 @@ def _gone_job_outcome(
     return None
 
 
-def _failed(
-    view: RunView,
-    spec: TrainingJobSpec,
-    base: RunDecision,
-    identity: Mapping[str, str],
-    reason: str,
-    message: str,
-) -> RunDecision:
+def _failed(view: RunView, spec: TrainingJobSpec, base: RunDecision, identity: Mapping[str, str],
+            reason: str, message: str) -> RunDecision:
     status = _status(view)
     patch = outcome.failed(status, reason, message, generation=_meta(view).get("generation"), now=view.now)
     whole, phase = _whole(view, {**patch, **identity})

@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ from torch import nn
 
 from clm_trainer.data import DataError
 from clm_trainer.models.base import DeviceChoice, SeriesData
-from clm_trainer.models.budget import Budget
+from clm_trainer.models.budget import Budget, apply_budget
 
 log = logging.getLogger(__name__)
 
@@ -544,6 +544,22 @@ class DeepForecastTrainer:
         }
         return write_torch_artifact(Path(directory), self.module, WEIGHTS_FILE, config)
 
+
+
+ForecasterHyperparameters = TypeVar("ForecasterHyperparameters", bound=CamelModel)
+
+
+class BudgetedForecastTrainer(DeepForecastTrainer, Generic[ForecasterHyperparameters]):
+    """A forecaster whose typed hyperparameters (``hyperparameter_type``) pass through the training
+    budget (``models.budget.apply_budget``) before training: N-HiTS and PatchTST."""
+
+    hyperparameter_type: ClassVar[type[CamelModel]]
+    hp: ForecasterHyperparameters
+
+    def __init__(self, hyperparameters: CamelModel | None, seed: int, device: DeviceChoice) -> None:
+        given = cast(ForecasterHyperparameters, as_hyperparameters(self.hyperparameter_type, hyperparameters))
+        self.hp, budget = apply_budget(self.algorithm, given, device)
+        super().__init__(self.hp, seed, device, budget)
 
 # ----------------------------------------------------------------------------- loading and scoring
 

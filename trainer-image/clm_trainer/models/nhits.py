@@ -26,13 +26,10 @@ import math
 from typing import Any
 
 import torch
-from clm_contract.common import CamelModel
 from clm_contract.hyperparameters import NHiTSHyperparameters
 from torch import nn
 
-from clm_trainer.models.base import DeviceChoice
-from clm_trainer.models.budget import apply_budget
-from clm_trainer.models.deep import DeepForecastTrainer, as_hyperparameters, interpolate_knots
+from clm_trainer.models.deep import BudgetedForecastTrainer, interpolate_knots
 
 
 class NHiTSBlock(nn.Module):
@@ -86,14 +83,9 @@ class NHiTS(nn.Module):
         return forecast
 
 
-class NHiTSTrainer(DeepForecastTrainer):
+class NHiTSTrainer(BudgetedForecastTrainer[NHiTSHyperparameters]):
     algorithm = "nhits"
-
-    def __init__(self, hyperparameters: CamelModel | None, seed: int, device: DeviceChoice) -> None:
-        given = as_hyperparameters(NHiTSHyperparameters, hyperparameters)
-        self.hp: NHiTSHyperparameters
-        self.hp, budget = apply_budget(self.algorithm, given, device)
-        super().__init__(self.hp, seed, device, budget)
+    hyperparameter_type = NHiTSHyperparameters
 
     def input_size_for(self, horizon: int) -> int:
         if self.hp.input_size is not None:

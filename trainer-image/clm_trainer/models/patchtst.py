@@ -26,13 +26,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from clm_contract.common import CamelModel
 from clm_contract.hyperparameters import PatchTSTHyperparameters
 from torch import nn
 
-from clm_trainer.models.base import DeviceChoice
-from clm_trainer.models.budget import apply_budget
-from clm_trainer.models.deep import DeepForecastTrainer, as_hyperparameters
+from clm_trainer.models.deep import BudgetedForecastTrainer
 
 
 def patch_count(input_size: int, patch_len: int, stride: int) -> int:
@@ -143,14 +140,9 @@ class PatchTST(nn.Module):
         return out
 
 
-class PatchTSTTrainer(DeepForecastTrainer):
+class PatchTSTTrainer(BudgetedForecastTrainer[PatchTSTHyperparameters]):
     algorithm = "patchtst"
-
-    def __init__(self, hyperparameters: CamelModel | None, seed: int, device: DeviceChoice) -> None:
-        given = as_hyperparameters(PatchTSTHyperparameters, hyperparameters)
-        self.hp: PatchTSTHyperparameters
-        self.hp, budget = apply_budget(self.algorithm, given, device)
-        super().__init__(self.hp, seed, device, budget)
+    hyperparameter_type = PatchTSTHyperparameters
 
     def input_size_for(self, horizon: int) -> int:
         return int(self.hp.input_size)

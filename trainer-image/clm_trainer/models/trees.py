@@ -120,9 +120,7 @@ class _BoostedTrees(Generic[HyperparametersT]):
 
 
 class XGBoostTrainer(_BoostedTrees[XGBoostHyperparameters]):
-    algorithm = "xgboost"
-    artifact_format = "xgboost-ubj"
-    artifact_name = "model.ubj"
+    algorithm, artifact_format, artifact_name = "xgboost", "xgboost-ubj", "model.ubj"
     hyperparameter_type = XGBoostHyperparameters
 
     def _params(self, kind: str) -> dict[str, Any]:
@@ -176,9 +174,7 @@ class XGBoostTrainer(_BoostedTrees[XGBoostHyperparameters]):
 
 
 class LightGBMTrainer(_BoostedTrees[LightGBMHyperparameters]):
-    algorithm = "lightgbm"
-    artifact_format = "lightgbm-text"
-    artifact_name = "model.txt"
+    algorithm, artifact_format, artifact_name = "lightgbm", "lightgbm-text", "model.txt"
     hyperparameter_type = LightGBMHyperparameters
 
     def _params(self, kind: str) -> dict[str, Any]:
