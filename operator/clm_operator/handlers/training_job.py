@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from clm_contract.storage import ObjectNotFoundError, S3Settings, StorageError, read_uri
+from clm_contract.storage import ObjectNotFoundError, S3Settings, read_uri
 from clm_contract.trainer_contract import TrainerResult
 from clm_contract.training_job_status import Phase
 
@@ -63,12 +63,15 @@ def owning_training_job(body: Mapping[str, Any]) -> str | None:
 
 
 def manifest_result(config: OperatorConfig, uri: str) -> TrainerResult | None:
-    """The durable copy of the result: manifest.json beside the artifact (clm_contract.storage's layout)."""
+    """The durable copy of the result: manifest.json beside the artifact (clm_contract.storage's layout).
+
+    None when it is absent or unusable. A StorageError (storage slow or failing: transient) propagates,
+    so the reconcile wrapper retries with backoff instead of deciding that the run left no result."""
     settings = S3Settings(endpoint_url=config.s3_endpoint_url, region=config.aws_region,
                           path_style=config.s3_path_style)
     try:
         manifest = json.loads(read_uri(uri, settings))
-    except (StorageError, ObjectNotFoundError, ValueError, OSError) as error:
+    except (ObjectNotFoundError, ValueError, OSError) as error:
         log.warning("cannot read manifest %s: %s", uri, error)
         return None
     backtest = manifest.get("backtest") or {}
