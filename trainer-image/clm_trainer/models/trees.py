@@ -21,6 +21,7 @@ default: on the planted series the log loss of overlapping-horizon labels is too
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -33,6 +34,8 @@ from clm_trainer.models.base import DeviceChoice, SeriesData
 from clm_trainer.walkforward import WalkForwardError, inner_validation_split
 
 HyperparametersT = TypeVar("HyperparametersT", bound=CamelModel)
+# (fit features, fit labels, held-out features, held-out labels) -> the best number of rounds
+RoundsProbe = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]
 
 EARLY_STOPPING_FRACTION = 0.2  # the held-out share of a fit's training rows (see the module docstring)
 
@@ -90,8 +93,8 @@ class _BoostedTrees(Generic[HyperparametersT]):
         self._scale = scale if scale > 0 else 1.0
         return target
 
-    def _rounds_and_labels(self, data: SeriesData, train_idx: np.ndarray, probe: Any, *, max_rounds: int,
-                           patience: int) -> tuple[int, np.ndarray]:
+    def _rounds_and_labels(self, data: SeriesData, train_idx: np.ndarray, probe: RoundsProbe, *,
+                           max_rounds: int, patience: int) -> tuple[int, np.ndarray]:
         """(number of trees, labels of ``train_idx``): ``probe(fit_x, fit_y, held_x, held_y)`` trains
         with early stopping and returns its best round count (see the module docstring)."""
         labels = self._labels(data, train_idx)
